@@ -1,0 +1,24 @@
+"""Origin adapters: the contract, the registry and the built-in implementations.
+
+Built-in adapters live in their own modules (``backorigin.adapters.http``, …) and are loaded
+through the ``backorigin.adapters`` entry-point group like third-party ones; importing this
+package imports no cloud SDK.
+"""
+
+from backorigin.adapters.base import ObjectStream, OriginAdapter, require
+from backorigin.adapters.registry import (
+    adapter_class,
+    available_types,
+    create_adapter,
+    register_adapter,
+)
+
+__all__ = [
+    "ObjectStream",
+    "OriginAdapter",
+    "adapter_class",
+    "available_types",
+    "create_adapter",
+    "register_adapter",
+    "require",
+]

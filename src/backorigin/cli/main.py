@@ -1,0 +1,56 @@
+"""``backorigin`` commands: ``validate`` and ``schema``."""
+
+from __future__ import annotations
+
+__all__ = ["cli", "main"]
+
+import sys
+
+import click
+
+from backorigin import __version__
+from backorigin.config import dump_json_schema, load_config
+from backorigin.errors import ConfigError
+
+EXIT_INVALID = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="backorigin")
+def cli() -> None:
+    """Migrate an object store onto S3 behind CloudFront, lazily and verified."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+def validate(files: tuple[str, ...]) -> None:
+    """Check configuration FILES; print ok, or every problem with its path and line.
+
+    Exits 0 when every file is valid and 2 otherwise. Use - to read standard input.
+    """
+    failed = False
+    for name in files:
+        label = f"{name}: " if len(files) > 1 else ""
+        try:
+            if name == "-":
+                load_config(sys.stdin.read())
+            else:
+                load_config(click.format_filename(name))
+        except ConfigError as exc:
+            failed = True
+            click.echo(f"{label}{exc}", err=True)
+        else:
+            click.echo(f"{label}ok")
+    if failed:
+        sys.exit(EXIT_INVALID)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the configuration format (with every registered origin type)."""
+    click.echo(dump_json_schema(), nl=False)
+
+
+def main() -> None:
+    """Entry point of the ``backorigin`` console script."""
+    cli(prog_name="backorigin")

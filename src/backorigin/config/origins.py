@@ -1,0 +1,314 @@
+"""Config models of the built-in origin types (``gcs``, ``azure``, ``http``, ``s3``).
+
+Third-party origin types subclass :class:`OriginConfig` with their own ``type`` literal and
+register an adapter whose ``config_model`` is that subclass (see ``backorigin.adapters``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AzureAccountKeyAuth",
+    "AzureAnonymousAuth",
+    "AzureConnectionStringAuth",
+    "AzureOrigin",
+    "AzureSasAuth",
+    "GcsAnonymousAuth",
+    "GcsHmacAuth",
+    "GcsOrigin",
+    "GcsServiceAccountAuth",
+    "HttpBasicAuth",
+    "HttpBearerAuth",
+    "HttpHeadersAuth",
+    "HttpNoAuth",
+    "HttpOrigin",
+    "OriginConfig",
+    "S3AccessKeyAuth",
+    "S3AssumeRoleAuth",
+    "S3DefaultAuth",
+    "S3Origin",
+    "Strict",
+]
+
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from backorigin.config.secrets import SecretRef
+from backorigin.config.units import Duration
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown fields are errors, inputs never echoed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def check_key_prefix(value: str) -> str:
+    """Validate a key prefix: relative, no ``.``/``..`` segments, no backslash or controls."""
+    if value.startswith("/"):
+        raise ValueError("a prefix must not start with '/'")
+    if "\\" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("a prefix must not contain backslashes or control characters")
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise ValueError("a prefix must not contain '.' or '..' segments")
+    return value
+
+
+KeyPrefix = Annotated[str, AfterValidator(check_key_prefix)]
+"""A key prefix such as ``media/`` (may be empty)."""
+
+
+def check_http_url(value: str) -> str:
+    """Validate an absolute http(s) URL without credentials, query or fragment."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; put them in auth")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+"""An absolute ``http``/``https`` URL."""
+
+
+class OriginConfig(Strict):
+    """Fields every origin has. Subclasses add ``type: Literal[...]`` and their own fields."""
+
+    name: str = Field(description="Unique name of the origin, used by routes.")
+    type: str = Field(description="Origin type; selects the adapter.")
+    prefix: KeyPrefix = Field(default="", description="Prepended to the key at the origin.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                "must be 1-64 characters of letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+class HttpNoAuth(Strict):
+    """No credentials (a public web server)."""
+
+    mode: Literal["none"] = "none"
+
+
+class HttpBasicAuth(Strict):
+    """HTTP Basic authentication."""
+
+    mode: Literal["basic"]
+    username: str
+    password: SecretRef
+
+
+class HttpBearerAuth(Strict):
+    """``Authorization: Bearer <token>``."""
+
+    mode: Literal["bearer"]
+    token: SecretRef
+
+
+class HttpHeadersAuth(Strict):
+    """Arbitrary request headers whose values are secrets (e.g. an API key header)."""
+
+    mode: Literal["headers"]
+    headers: dict[str, SecretRef] = Field(min_length=1)
+
+    @field_validator("headers")
+    @classmethod
+    def _check_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+            if name.lower() in ("host", "range", "if-match", "if-none-match", "content-length"):
+                raise ValueError(f"header {name!r} is set by backorigin and cannot be overridden")
+        return value
+
+
+HttpAuth = Annotated[
+    HttpNoAuth | HttpBasicAuth | HttpBearerAuth | HttpHeadersAuth, Field(discriminator="mode")
+]
+
+
+class HttpOrigin(OriginConfig):
+    """Any HTTP(S) server; objects live below ``base_url``."""
+
+    type: Literal["http"]
+    base_url: HttpUrl = Field(description="Objects are read from base_url + prefix + key.")
+    auth: HttpAuth = Field(default_factory=HttpNoAuth)
+    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
+    read_timeout: Duration = Field(
+        default=30.0, gt=0, description="Longest wait for the next bytes of a response."
+    )
+    retries: int = Field(
+        default=4, ge=0, le=20, description="Retries on 5xx, 429, timeouts and resets."
+    )
+    backoff: Duration = Field(
+        default=0.5, ge=0, description="Base of the exponential backoff between retries."
+    )
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    redirect_hosts: list[str] = Field(
+        default_factory=list,
+        description="Other host names redirects may lead to (the base URL's host always may).",
+    )
+    metadata_header_prefix: str | None = Field(
+        default=None,
+        description="Response headers with this prefix (e.g. 'x-amz-meta-') are user metadata.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _directory(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+
+# --- Google Cloud Storage -----------------------------------------------------------------------
+
+
+class GcsAnonymousAuth(Strict):
+    """A public bucket, read without credentials."""
+
+    mode: Literal["anonymous"] = "anonymous"
+
+
+class GcsServiceAccountAuth(Strict):
+    """A service account key (JSON) from a secret; Application Default Credentials without one."""
+
+    mode: Literal["service_account"]
+    credentials: SecretRef | None = None
+
+
+class GcsHmacAuth(Strict):
+    """HMAC keys for the XML API (SigV4-style signatures)."""
+
+    mode: Literal["hmac"]
+    access_id: SecretRef
+    secret: SecretRef
+
+
+GcsAuth = Annotated[
+    GcsAnonymousAuth | GcsServiceAccountAuth | GcsHmacAuth, Field(discriminator="mode")
+]
+
+
+class GcsOrigin(OriginConfig):
+    """A Google Cloud Storage bucket."""
+
+    type: Literal["gcs"]
+    bucket: str = Field(min_length=3, max_length=222)
+    auth: GcsAuth = Field(default_factory=GcsAnonymousAuth)
+    endpoint_url: HttpUrl | None = Field(
+        default=None, description="Emulator or private endpoint instead of storage.googleapis.com."
+    )
+    project: str | None = None
+
+
+# --- Azure Blob ---------------------------------------------------------------------------------
+
+
+class AzureAnonymousAuth(Strict):
+    """A container with public read access."""
+
+    mode: Literal["anonymous"] = "anonymous"
+
+
+class AzureSasAuth(Strict):
+    """A SAS token (query string) from a secret."""
+
+    mode: Literal["sas"]
+    token: SecretRef
+
+
+class AzureAccountKeyAuth(Strict):
+    """The storage account key from a secret (account name taken from ``account_url``)."""
+
+    mode: Literal["account_key"]
+    account_key: SecretRef
+
+
+class AzureConnectionStringAuth(Strict):
+    """A storage connection string from a secret."""
+
+    mode: Literal["connection_string"]
+    connection_string: SecretRef
+
+
+AzureAuth = Annotated[
+    AzureAnonymousAuth | AzureSasAuth | AzureAccountKeyAuth | AzureConnectionStringAuth,
+    Field(discriminator="mode"),
+]
+
+
+class AzureOrigin(OriginConfig):
+    """An Azure Blob Storage container."""
+
+    type: Literal["azure"]
+    account_url: HttpUrl = Field(description="e.g. https://ACCOUNT.blob.core.windows.net")
+    container: str = Field(min_length=3, max_length=63)
+    auth: AzureAuth = Field(default_factory=AzureAnonymousAuth)
+
+
+# --- S3-compatible ------------------------------------------------------------------------------
+
+
+class S3DefaultAuth(Strict):
+    """boto3's default credential chain."""
+
+    mode: Literal["default"] = "default"
+
+
+class S3AccessKeyAuth(Strict):
+    """A static access key pair from secrets."""
+
+    mode: Literal["access_key"]
+    access_key_id: SecretRef
+    secret_access_key: SecretRef
+
+
+class S3AssumeRoleAuth(Strict):
+    """Credentials from assuming an IAM role."""
+
+    mode: Literal["assume_role"]
+    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    external_id: str | None = None
+    session_name: str = "backorigin"
+
+
+S3Auth = Annotated[
+    S3DefaultAuth | S3AccessKeyAuth | S3AssumeRoleAuth, Field(discriminator="mode")
+]
+
+
+class S3Origin(OriginConfig):
+    """A bucket in another account or region, or on any S3-compatible store."""
+
+    type: Literal["s3"]
+    bucket: str = Field(min_length=3, max_length=63)
+    region: str | None = None
+    endpoint_url: HttpUrl | None = None
+    auth: S3Auth = Field(default_factory=S3DefaultAuth)
+
+
+BUILTIN_ORIGINS: dict[str, type[OriginConfig]] = {
+    "gcs": GcsOrigin,
+    "azure": AzureOrigin,
+    "http": HttpOrigin,
+    "s3": S3Origin,
+}
+"""The built-in origin types, by ``type`` name."""

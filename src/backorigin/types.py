@@ -1,0 +1,184 @@
+"""Small value types shared by every layer: object metadata, byte ranges, edge origins."""
+
+from __future__ import annotations
+
+__all__ = ["ByteRange", "Checksums", "ObjectInfo", "OriginRequest", "OriginSpec"]
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Literal
+
+from backorigin.errors import InvalidRange
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Checksums:
+    """Whole-object digests an origin states, as raw digest bytes (not hex, not base64)."""
+
+    md5: bytes | None = None
+    crc32c: bytes | None = None
+    crc32: bytes | None = None
+    sha1: bytes | None = None
+    sha256: bytes | None = None
+
+    def known(self) -> dict[str, bytes]:
+        """The digests that are present, by algorithm name."""
+        return {
+            name: value
+            for name in ("md5", "crc32c", "crc32", "sha1", "sha256")
+            if (value := getattr(self, name)) is not None
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self.known())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{name}={base64.b64encode(value).decode()}" for name, value in self.known().items()
+        )
+        return f"Checksums({inner})"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What an origin knows about one object.
+
+    Attributes:
+        key: The key as the adapter was asked for it (origin prefix not included).
+        size: Size in bytes of the stored representation (compressed bytes if
+            ``content_encoding`` is set; objects are never decompressed).
+        etag: The origin's entity tag, with quotes as the origin sent it, when it has one.
+        version: An opaque token that pins reads to this exact version of the object
+            (a GCS generation, an Azure/S3 ETag or VersionId, an HTTP validator).
+        metadata: User metadata (names lower-cased, without any ``x-*-meta-`` prefix).
+    """
+
+    key: str
+    size: int
+    etag: str | None = None
+    version: str | None = None
+    last_modified: datetime | None = None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    content_language: str | None = None
+    expires: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    checksums: Checksums = field(default_factory=Checksums)
+
+    def with_key(self, key: str) -> ObjectInfo:
+        """The same information under another key (used when listing strips a prefix)."""
+        return replace(self, key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """A byte range of an object: bounded ``[start, stop)``, from an offset, or a suffix.
+
+    Build one with :meth:`bounded`, :meth:`from_offset` or :meth:`suffix`; the HTTP header
+    form and the resolution against an object's size are done here, once, for every adapter.
+    """
+
+    kind: Literal["bounded", "offset", "suffix"]
+    start: int = 0
+    stop: int | None = None
+    length: int | None = None
+
+    @classmethod
+    def bounded(cls, start: int, stop: int) -> ByteRange:
+        """Bytes ``start`` up to but excluding ``stop``."""
+        if start < 0 or stop <= start:
+            raise ValueError(f"bounded range needs 0 <= start < stop, got {start}..{stop}")
+        return cls("bounded", start=start, stop=stop)
+
+    @classmethod
+    def from_offset(cls, start: int) -> ByteRange:
+        """Bytes from ``start`` to the end of the object."""
+        if start < 0:
+            raise ValueError(f"offset must be >= 0, got {start}")
+        return cls("offset", start=start)
+
+    @classmethod
+    def suffix(cls, length: int) -> ByteRange:
+        """The last ``length`` bytes of the object."""
+        if length <= 0:
+            raise ValueError(f"suffix length must be > 0, got {length}")
+        return cls("suffix", length=length)
+
+    def header(self) -> str:
+        """The HTTP ``Range`` header value (RFC 9110 byte-range, inclusive end)."""
+        if self.kind == "bounded":
+            assert self.stop is not None
+            return f"bytes={self.start}-{self.stop - 1}"
+        if self.kind == "offset":
+            return f"bytes={self.start}-"
+        return f"bytes=-{self.length}"
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """The half-open ``(start, stop)`` this range selects from an object of ``size`` bytes.
+
+        The end is clamped at EOF, as HTTP servers do.
+
+        Raises:
+            InvalidRange: the range selects nothing (starts at or past EOF, or the object
+                is empty), the case where an HTTP server answers 416.
+        """
+        if self.kind == "suffix":
+            assert self.length is not None
+            if size == 0:
+                raise InvalidRange(f"suffix range {self.header()} of an empty object")
+            return max(0, size - self.length), size
+        if self.start >= size:
+            raise InvalidRange(f"range {self.header()} starts at or past the end ({size} bytes)")
+        stop = size if self.stop is None else min(self.stop, size)
+        return self.start, stop
+
+    def __str__(self) -> str:
+        return self.header()
+
+
+@dataclass(frozen=True, slots=True)
+class OriginSpec:
+    """How CloudFront reaches an origin: the fields of a CloudFront custom/S3 origin.
+
+    Attributes:
+        domain: Host name CloudFront connects to (and sends as ``Host``).
+        path: Origin path, ``""`` or starting with ``/`` and not ending with ``/``.
+        protocol: ``https`` or ``http``.
+        port: TCP port.
+    """
+
+    domain: str
+    path: str = ""
+    protocol: Literal["https", "http"] = "https"
+    port: int = 443
+
+
+@dataclass(frozen=True, slots=True)
+class OriginRequest:
+    """A request CloudFront is about to send to an origin, as the edge function sees it.
+
+    ``uri`` is the percent-encoded path below the origin path; ``headers`` use lower-case
+    names. Adapters' ``sign`` returns a copy with what the origin needs added.
+    """
+
+    method: str
+    uri: str
+    querystring: str = ""
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def with_headers(self, extra: Mapping[str, str]) -> OriginRequest:
+        """A copy with headers added or replaced (names are lower-cased)."""
+        merged = dict(self.headers)
+        merged.update({k.lower(): v for k, v in extra.items()})
+        return replace(self, headers=MappingProxyType(merged))
+
+    def with_query(self, querystring: str) -> OriginRequest:
+        """A copy with the query string replaced."""
+        return replace(self, querystring=querystring)
