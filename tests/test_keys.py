@@ -41,9 +41,9 @@ routes:
 """)
 
 # Text a valid key can be made of: any Unicode scalar but controls and backslash.
-key_chars = st.characters(
-    blacklist_categories=("Cs", "Cc"), blacklist_characters="\\\x7f"
-).filter(lambda c: not 0x80 <= ord(c) <= 0x9F)
+key_chars = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\\\x7f").filter(
+    lambda c: not 0x80 <= ord(c) <= 0x9F
+)
 
 
 def is_valid(key: str) -> bool:
@@ -132,14 +132,15 @@ def test_encode_then_decode_round_trips(key: str) -> None:
 def test_decode_only_ever_raises_invalid_key(uri: str) -> None:
     try:
         key = decode_uri("/" + uri)
-    except InvalidKey as exc:
-        assert exc.reason
-    else:
-        assert validate_key(key) == key
-        assert decode_uri(encode_key(key)) == key
+    except InvalidKey:
+        return  # the only exception allowed; anything else fails the test
+    assert validate_key(key) == key
+    assert decode_uri(encode_key(key)) == key
 
 
-@given(st.lists(st.sampled_from(["a", "b", ".", "..", "%2e", "%2E%2e", "%2F", "/", "x%"]), max_size=8))
+@given(
+    st.lists(st.sampled_from(["a", "b", ".", "..", "%2e", "%2E%2e", "%2F", "/", "x%"]), max_size=8)
+)
 def test_no_decoded_key_has_dot_segments(parts: list[str]) -> None:
     try:
         key = decode_uri("/" + "/".join(parts))

@@ -35,13 +35,17 @@ def load_config(source: ConfigSource) -> Config:
     if isinstance(source, Mapping):
         return _validate(dict(source), None, None)
     name: str | None = None
-    if isinstance(source, os.PathLike) or ("\n" not in source and not source.lstrip().startswith("{")):
+    if isinstance(source, os.PathLike) or (
+        "\n" not in source and not source.lstrip().startswith("{")
+    ):
         path = Path(source)
         name = str(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc.strerror}")], name) from exc
+            raise ConfigError(
+                [ConfigIssue("", f"cannot read {path}: {exc.strerror}")], name
+            ) from exc
     else:
         text = source
     data, root = _parse_yaml(text, name)
@@ -118,9 +122,7 @@ def _issue(error: ErrorDetails, data: Any, root: yaml.Node | None) -> ConfigIssu
         if kind == "union_tag_not_found":
             message = f"required; one of: {ctx.get('expected_tags', '')}".rstrip(": ")
         else:
-            message = (
-                f"unknown value {ctx.get('tag', '')!r}; valid: {ctx.get('expected_tags', '')}"
-            )
+            message = f"unknown value {ctx.get('tag', '')!r}; valid: {ctx.get('expected_tags', '')}"
     return ConfigIssue(_format_path(loc), message, _line_of(root, loc))
 
 
@@ -135,9 +137,13 @@ def _without_tags(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...
     node = data
     for index, part in enumerate(loc):
         is_last = index == len(loc) - 1
-        if isinstance(node, dict) and part not in node and not is_last:
-            if part in [v for v in node.values() if isinstance(v, str)]:
-                continue
+        is_tag = (
+            isinstance(node, dict)
+            and part not in node
+            and part in [v for v in node.values() if isinstance(v, str)]
+        )
+        if is_tag and not is_last:
+            continue
         out.append(part)
         if isinstance(node, dict):
             node = node.get(part)
@@ -169,10 +175,13 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
                     child = value_node
                     line = key_node.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                child = node.value[part]
-                line = child.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
         if child is None:
             break
         node = child

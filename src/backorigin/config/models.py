@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 from pydantic import (
     BeforeValidator,
-    SerializeAsAny,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     ValidationInfo,
     field_validator,

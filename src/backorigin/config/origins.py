@@ -290,9 +290,7 @@ class S3AssumeRoleAuth(Strict):
     session_name: str = "backorigin"
 
 
-S3Auth = Annotated[
-    S3DefaultAuth | S3AccessKeyAuth | S3AssumeRoleAuth, Field(discriminator="mode")
-]
+S3Auth = Annotated[S3DefaultAuth | S3AccessKeyAuth | S3AssumeRoleAuth, Field(discriminator="mode")]
 
 
 class S3Origin(OriginConfig):

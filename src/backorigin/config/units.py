@@ -89,7 +89,10 @@ ByteSize = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([KkMmGgTt][Ii]?[Bb]?|[Bb])?\s*$"},
+                {
+                    "type": "string",
+                    "pattern": r"^\s*\d+(\.\d+)?\s*([KkMmGgTt][Ii]?[Bb]?|[Bb])?\s*$",
+                },
             ],
             "description": "bytes, or a size such as '16MiB' (binary) or '16MB' (decimal)",
         }

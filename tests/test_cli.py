@@ -1,0 +1,76 @@
+"""The ``backorigin`` console script: validate and schema."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from backorigin.config import dump_json_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*/backorigin.yaml"))
+SCRIPT = shutil.which("backorigin", path=str(Path(sys.executable).parent))
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT, "the backorigin console script is not installed"
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, input=stdin, check=False)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.parent.name)
+def test_validate_ok(path: Path) -> None:
+    result = run("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ok\n"
+
+
+def test_validate_several_files() -> None:
+    result = run("validate", *map(str, EXAMPLES))
+    assert result.returncode == 0
+    assert result.stdout.count(": ok\n") == len(EXAMPLES)
+
+
+def test_validate_reports_paths_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "bucket: {name: abc}\n"
+        "origins:\n"
+        "  - {name: a, type: gcs, bucket: old, auth: {mode: hmac}}\n"
+        "  - {name: b, type: nfs}\n"
+    )
+    result = run("validate", str(bad))
+    assert result.returncode == 2
+    assert "origins[0].auth.access_id (line 3): required field is missing" in result.stderr
+    assert "origins[1].type (line 4): unknown origin type 'nfs'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_validate_from_stdin() -> None:
+    result = run("validate", "-", stdin=EXAMPLES[0].read_text())
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+
+
+def test_schema_prints_the_committed_schema() -> None:
+    result = run("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "backorigin configuration"
+    assert "HttpOrigin" in schema["$defs"]
+
+
+def test_committed_schema_is_current() -> None:
+    committed = (ROOT / "backorigin.schema.json").read_text()
+    assert committed == dump_json_schema(), "run `make schema` and commit backorigin.schema.json"
+
+
+def test_schema_validates_the_examples() -> None:
+    schema = json.loads((ROOT / "backorigin.schema.json").read_text())
+    for path in EXAMPLES:
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
