@@ -106,7 +106,7 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
         """
         raise NotSupported(f"origin {self.name!r} ({self.config.type}) cannot be listed")
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold nothing
+    def close(self) -> None:
         """Release pooled connections. The adapter must not be used afterwards."""
 
     # --- edge plane -------------------------------------------------------------------------
