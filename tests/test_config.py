@@ -351,3 +351,29 @@ def test_size_bounds_are_checked_with_paths() -> None:
     assert issue_at(issues, "copy.part_size")
     assert issue_at(issues, "copy.concurrency")
     assert issue_at(issues, "copy.max_object_size")
+
+
+# --- where auth modes work -------------------------------------------------------------------
+
+ADC = "{name: gcs, type: gcs, bucket: old-media, auth: {mode: service_account}}"
+WEB = '{name: web, type: http, base_url: "https://old.example.com/"}'
+
+
+def test_an_edge_origin_must_be_signable_at_the_edge() -> None:
+    issues = issues_of(f"bucket: {{name: abc}}\norigins:\n  - {ADC}\n")
+    issue = issue_at(issues, "origins[0].auth")
+    assert "Application Default Credentials" in issue.message
+    assert "default origin" in issue.message
+    issues = issues_of(
+        f"bucket: {{name: abc}}\norigins:\n  - {WEB}\n  - {ADC}\nroutes:\n  - {{origin: gcs}}\n"
+    )
+    assert "routes[0]" in issue_at(issues, "origins[1].auth").message
+
+
+def test_a_copy_only_mode_is_fine_for_a_fallback_origin() -> None:
+    config = load_config(
+        f"bucket: {{name: abc}}\norigins:\n  - {WEB}\n  - {ADC}\n"
+        "routes:\n  - {origin: web, fallback: [gcs]}\n"
+    )
+    assert config.origin("gcs").edge_problem() is not None
+    assert config.origin("web").edge_problem() is None

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -279,6 +280,35 @@ class Config(Strict):
         if errors:
             raise ValidationError.from_exception_data("Config", errors, hide_input=True)
         return value
+
+    @model_validator(mode="after")
+    def _edge_origins_can_be_signed(self) -> Config:
+        """Origins CloudFront is sent to must work at the edge; fallbacks only copy."""
+        if self.routes:
+            users = {}
+            for index, route in enumerate(self.routes):
+                users.setdefault(route.origin, f"the origin of routes[{index}]")
+        else:
+            users = {self.origins[0].name: "the default origin (there are no routes)"}
+        errors: list[InitErrorDetails] = []
+        for index, origin in enumerate(self.origins):
+            problem = origin.edge_problem() if origin.name in users else None
+            if problem is not None:
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "edge_unsupported",
+                            "origin '{name}' is {role}, so CloudFront requests reach it "
+                            "through the edge function, but {problem}",
+                            {"name": origin.name, "role": users[origin.name], "problem": problem},
+                        ),
+                        loc=("origins", index, "auth"),
+                        input=None,
+                    )
+                )
+        if errors:
+            raise ValidationError.from_exception_data("Config", errors, hide_input=True)
+        return self
 
     def origin(self, name: str) -> OriginConfig:
         """The origin called ``name``.

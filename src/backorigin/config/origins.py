@@ -21,6 +21,7 @@ __all__ = [
     "HttpHeadersAuth",
     "HttpNoAuth",
     "HttpOrigin",
+    "AuthMode",
     "OriginConfig",
     "S3AccessKeyAuth",
     "S3AssumeRoleAuth",
@@ -45,6 +46,18 @@ class Strict(BaseModel):
     """Base of every config model: unknown fields are errors, inputs never echoed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class AuthMode(Strict):
+    """Base of auth settings. Says where the mode can work: at the edge, in the copy path."""
+
+    def edge_problem(self) -> str | None:
+        """Why this mode cannot authenticate CloudFront's origin requests, or None if it can.
+
+        The edge function signs requests inside Lambda@Edge: no environment variables, no
+        instance metadata of another cloud, only what the config references.
+        """
+        return None
 
 
 def check_key_prefix(value: str) -> str:
@@ -89,6 +102,14 @@ class OriginConfig(Strict):
     type: str = Field(description="Origin type; selects the adapter.")
     prefix: KeyPrefix = Field(default="", description="Prepended to the key at the origin.")
 
+    def edge_problem(self) -> str | None:
+        """Why CloudFront cannot be sent to this origin by the edge function, or None.
+
+        The default asks the ``auth`` settings, if the origin type has any.
+        """
+        auth = getattr(self, "auth", None)
+        return auth.edge_problem() if isinstance(auth, AuthMode) else None
+
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
@@ -103,13 +124,13 @@ class OriginConfig(Strict):
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-class HttpNoAuth(Strict):
+class HttpNoAuth(AuthMode):
     """No credentials (a public web server)."""
 
     mode: Literal["none"] = "none"
 
 
-class HttpBasicAuth(Strict):
+class HttpBasicAuth(AuthMode):
     """HTTP Basic authentication."""
 
     mode: Literal["basic"]
@@ -117,14 +138,14 @@ class HttpBasicAuth(Strict):
     password: SecretRef
 
 
-class HttpBearerAuth(Strict):
+class HttpBearerAuth(AuthMode):
     """``Authorization: Bearer <token>``."""
 
     mode: Literal["bearer"]
     token: SecretRef
 
 
-class HttpHeadersAuth(Strict):
+class HttpHeadersAuth(AuthMode):
     """Arbitrary request headers whose values are secrets (e.g. an API key header)."""
 
     mode: Literal["headers"]
@@ -181,20 +202,28 @@ class HttpOrigin(OriginConfig):
 # --- Google Cloud Storage -----------------------------------------------------------------------
 
 
-class GcsAnonymousAuth(Strict):
+class GcsAnonymousAuth(AuthMode):
     """A public bucket, read without credentials."""
 
     mode: Literal["anonymous"] = "anonymous"
 
 
-class GcsServiceAccountAuth(Strict):
+class GcsServiceAccountAuth(AuthMode):
     """A service account key (JSON) from a secret; Application Default Credentials without one."""
 
     mode: Literal["service_account"]
     credentials: SecretRef | None = None
 
+    def edge_problem(self) -> str | None:
+        if self.credentials is None:
+            return (
+                "service_account without credentials uses Application Default Credentials, "
+                "which do not exist in Lambda@Edge; reference the key JSON in credentials"
+            )
+        return None
 
-class GcsHmacAuth(Strict):
+
+class GcsHmacAuth(AuthMode):
     """HMAC keys for the XML API (SigV4-style signatures)."""
 
     mode: Literal["hmac"]
@@ -222,27 +251,27 @@ class GcsOrigin(OriginConfig):
 # --- Azure Blob ---------------------------------------------------------------------------------
 
 
-class AzureAnonymousAuth(Strict):
+class AzureAnonymousAuth(AuthMode):
     """A container with public read access."""
 
     mode: Literal["anonymous"] = "anonymous"
 
 
-class AzureSasAuth(Strict):
+class AzureSasAuth(AuthMode):
     """A SAS token (query string) from a secret."""
 
     mode: Literal["sas"]
     token: SecretRef
 
 
-class AzureAccountKeyAuth(Strict):
+class AzureAccountKeyAuth(AuthMode):
     """The storage account key from a secret (account name taken from ``account_url``)."""
 
     mode: Literal["account_key"]
     account_key: SecretRef
 
 
-class AzureConnectionStringAuth(Strict):
+class AzureConnectionStringAuth(AuthMode):
     """A storage connection string from a secret."""
 
     mode: Literal["connection_string"]
@@ -267,13 +296,13 @@ class AzureOrigin(OriginConfig):
 # --- S3-compatible ------------------------------------------------------------------------------
 
 
-class S3DefaultAuth(Strict):
+class S3DefaultAuth(AuthMode):
     """boto3's default credential chain."""
 
     mode: Literal["default"] = "default"
 
 
-class S3AccessKeyAuth(Strict):
+class S3AccessKeyAuth(AuthMode):
     """A static access key pair from secrets."""
 
     mode: Literal["access_key"]
@@ -281,7 +310,7 @@ class S3AccessKeyAuth(Strict):
     secret_access_key: SecretRef
 
 
-class S3AssumeRoleAuth(Strict):
+class S3AssumeRoleAuth(AuthMode):
     """Credentials from assuming an IAM role."""
 
     mode: Literal["assume_role"]
