@@ -285,7 +285,7 @@ class Config(Strict):
     def _edge_origins_can_be_signed(self) -> Config:
         """Origins CloudFront is sent to must work at the edge; fallbacks only copy."""
         if self.routes:
-            users = {}
+            users: dict[str, str] = {}
             for index, route in enumerate(self.routes):
                 users.setdefault(route.origin, f"the origin of routes[{index}]")
         else:

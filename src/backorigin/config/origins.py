@@ -7,6 +7,7 @@ register an adapter whose ``config_model`` is that subclass (see ``backorigin.ad
 from __future__ import annotations
 
 __all__ = [
+    "AuthMode",
     "AzureAccountKeyAuth",
     "AzureAnonymousAuth",
     "AzureConnectionStringAuth",
@@ -21,7 +22,6 @@ __all__ = [
     "HttpHeadersAuth",
     "HttpNoAuth",
     "HttpOrigin",
-    "AuthMode",
     "OriginConfig",
     "S3AccessKeyAuth",
     "S3AssumeRoleAuth",

