@@ -173,6 +173,15 @@ class CopyConfig(Strict):
         le=MAX_OBJECT_SIZE,
         description="Larger objects are not copied (outcome too_large).",
     )
+    lease_ttl: Duration = Field(
+        default=60.0,
+        ge=1,
+        le=900,
+        description=(
+            "How long a copy's single-flight lease lasts without renewal; a crashed copier "
+            "blocks others (and its copy resumes) after at most this long."
+        ),
+    )
 
 
 class EdgeConfig(Strict):

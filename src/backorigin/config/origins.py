@@ -252,27 +252,47 @@ class GcsOrigin(OriginConfig):
 
 
 class AzureAnonymousAuth(AuthMode):
-    """A container with public read access."""
+    """A container with public read access.
+
+    Works in the copy path and at the edge (CloudFront requests go out unsigned).
+    """
 
     mode: Literal["anonymous"] = "anonymous"
 
 
 class AzureSasAuth(AuthMode):
-    """A SAS token (query string) from a secret."""
+    """A SAS token (query string) from a secret.
+
+    Works in the copy path and at the edge: the edge appends the token to the origin
+    request's query string. The token needs read permission on the container's blobs
+    (``sp`` containing ``r``; ``l`` too for ``list``/prewarm) for as long as it is in use.
+    """
 
     mode: Literal["sas"]
     token: SecretRef
 
 
 class AzureAccountKeyAuth(AuthMode):
-    """The storage account key from a secret (account name taken from ``account_url``)."""
+    """The storage account key from a secret (account name taken from ``account_url``).
+
+    Works in the copy path (Shared Key) and at the edge, where each origin request gets a
+    short-lived, read-only SAS for exactly the blob it asks for. The account name is the first
+    label of the host (``ACCOUNT.blob.core.windows.net``) or, for path-style URLs such as
+    Azurite's ``http://127.0.0.1:10000/devstoreaccount1``, the first path segment.
+    """
 
     mode: Literal["account_key"]
     account_key: SecretRef
 
 
 class AzureConnectionStringAuth(AuthMode):
-    """A storage connection string from a secret."""
+    """A storage connection string from a secret.
+
+    Only its credentials are used (``AccountName`` + ``AccountKey``, or
+    ``SharedAccessSignature``); the endpoint is always ``account_url``. Works in the copy path
+    and at the edge: an account key is turned into a short-lived read-only SAS per request, a
+    SAS is appended as it is.
+    """
 
     mode: Literal["connection_string"]
     connection_string: SecretRef
@@ -288,9 +308,43 @@ class AzureOrigin(OriginConfig):
     """An Azure Blob Storage container."""
 
     type: Literal["azure"]
-    account_url: HttpUrl = Field(description="e.g. https://ACCOUNT.blob.core.windows.net")
-    container: str = Field(min_length=3, max_length=63)
+    account_url: HttpUrl = Field(
+        description=(
+            "The account's blob endpoint, e.g. https://ACCOUNT.blob.core.windows.net, or a "
+            "path-style emulator URL such as http://127.0.0.1:10000/devstoreaccount1."
+        )
+    )
+    container: str = Field(
+        min_length=3,
+        max_length=63,
+        pattern=r"^(\$root|\$web|[a-z0-9][a-z0-9-]*[a-z0-9])$",
+        description="Container name (lower-case letters, digits, single hyphens; or $web/$root).",
+    )
     auth: AzureAuth = Field(default_factory=AzureAnonymousAuth)
+    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
+    read_timeout: Duration = Field(
+        default=30.0, gt=0, description="Longest wait for the next bytes of a response."
+    )
+    retries: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Retries (by the SDK's ExponentialRetry) on 5xx, 408, timeouts and resets.",
+    )
+    backoff: Duration = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "Initial wait before a retry; later retries add 2**n seconds (ExponentialRetry)."
+        ),
+    )
+
+    @field_validator("container")
+    @classmethod
+    def _no_double_hyphen(cls, value: str) -> str:
+        if "--" in value:
+            raise ValueError("a container name must not contain consecutive hyphens")
+        return value
 
 
 # --- S3-compatible ------------------------------------------------------------------------------

@@ -1,0 +1,282 @@
+"""The write side: the S3 bucket in front of the origins.
+
+All boto3 calls of the copy engine go through :class:`Bucket`, and :func:`_translate` is the one
+place that maps S3's errors. Every write that creates an object is conditional
+(``If-None-Match: *``), so an object already in S3 is never overwritten.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Bucket", "BucketError", "Conflict", "Exists", "StoredObject", "make_s3_client"]
+
+import base64
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backorigin.config.models import BucketConfig
+from backorigin.errors import BackoriginError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+
+class BucketError(BackoriginError):
+    """An S3 request of the copy engine failed (after botocore's own retries)."""
+
+
+class Exists(BucketError):
+    """A conditional create found the object already there (HTTP 412)."""
+
+
+class Conflict(BucketError):
+    """A concurrent conditional write on the same key (HTTP 409); retrying may succeed."""
+
+
+class _Missing(BucketError):
+    """The key or upload does not exist (404)."""
+
+
+def _translate(operation: str, exc: Exception) -> BucketError:
+    """Map a botocore failure to :class:`BucketError` and its kinds. The only such place."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        message = f"S3 {operation} failed: {code or status}"
+        if status == 412 or code == "PreconditionFailed":
+            return Exists(message)
+        if status == 409 or code in ("ConditionalRequestConflict", "OperationAborted"):
+            return Conflict(message)
+        if status == 404 or code in ("NoSuchKey", "NoSuchUpload", "NotFound"):
+            return _Missing(message)
+        return BucketError(message)
+    return BucketError(f"S3 {operation} failed: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _call(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise _translate(operation, exc) from exc
+
+
+def make_s3_client(bucket: BucketConfig, *, max_pool_connections: int = 16) -> S3Client:
+    """A boto3 S3 client for the bucket: standard retries, pooled for parallel parts.
+
+    Credentials and (absent from the config) the region follow boto3's usual chain.
+    """
+    config = BotoConfig(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=120,
+        # We send our own checksums; S3-compatible servers vary in what else they accept.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"} if bucket.endpoint_url else None,
+    )
+    client: S3Client = boto3.client(
+        "s3", region_name=bucket.region, endpoint_url=bucket.endpoint_url, config=config
+    )
+    return client
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What HEAD says about an object in the bucket."""
+
+    size: int
+    etag: str
+    metadata: Mapping[str, str]
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class Bucket:
+    """The S3 operations of the copy engine, on one bucket."""
+
+    def __init__(self, client: S3Client, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    # --- objects ------------------------------------------------------------------------------
+
+    def head(self, key: str) -> StoredObject | None:
+        """The object's size, ETag and user metadata; None when it does not exist."""
+        try:
+            with _call("HeadObject"):
+                response = self.client.head_object(Bucket=self.name, Key=key)
+        except _Missing:
+            return None
+        return StoredObject(
+            size=int(response["ContentLength"]),
+            etag=str(response["ETag"]),
+            metadata=dict(response.get("Metadata", {})),
+        )
+
+    def put_new(
+        self,
+        key: str,
+        body: bytes,
+        attributes: Mapping[str, Any],
+        *,
+        crc32c: bytes,
+        md5: bytes | None = None,
+    ) -> str:
+        """Create ``key`` unless it exists; S3 verifies the CRC32C (and the MD5 when given).
+
+        Raises:
+            Exists: the key exists already.
+        """
+        extra: dict[str, Any] = {"ChecksumCRC32C": _b64(crc32c)}
+        if md5 is not None:
+            extra["ContentMD5"] = _b64(md5)
+        with _call("PutObject"):
+            response = self.client.put_object(
+                Bucket=self.name, Key=key, Body=body, IfNoneMatch="*", **attributes, **extra
+            )
+        return str(response["ETag"])
+
+    # --- multipart ----------------------------------------------------------------------------
+
+    def create_upload(self, key: str, attributes: Mapping[str, Any]) -> str:
+        """Start a multipart upload whose parts carry CRC32C checksums; its upload id."""
+        with _call("CreateMultipartUpload"):
+            response = self.client.create_multipart_upload(
+                Bucket=self.name, Key=key, ChecksumAlgorithm="CRC32C", **attributes
+            )
+        return str(response["UploadId"])
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, body: bytes | bytearray, crc32c: bytes
+    ) -> str:
+        """Upload one part; S3 rejects it if the bytes do not match ``crc32c``. Its ETag."""
+        with _call("UploadPart"):
+            response = self.client.upload_part(
+                Bucket=self.name,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=bytes(body),
+                ChecksumCRC32C=_b64(crc32c),
+            )
+        return str(response["ETag"])
+
+    def list_parts(
+        self, key: str, upload_id: str
+    ) -> dict[int, tuple[str, int, bytes | None]] | None:
+        """Uploaded parts as ``{number: (etag, size, crc32c)}``; None if the upload is gone.
+
+        The CRC32C is None where the server does not list part checksums.
+        """
+        parts: dict[int, tuple[str, int, bytes | None]] = {}
+        marker = 0
+        try:
+            while True:
+                with _call("ListParts"):
+                    response = self.client.list_parts(
+                        Bucket=self.name, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                    )
+                for part in response.get("Parts", []):
+                    crc = part.get("ChecksumCRC32C")
+                    parts[int(part["PartNumber"])] = (
+                        str(part["ETag"]),
+                        int(part["Size"]),
+                        base64.b64decode(crc) if crc else None,
+                    )
+                if not response.get("IsTruncated"):
+                    return parts
+                marker = int(response["NextPartNumberMarker"])
+        except _Missing:
+            return None
+
+    def complete_new(
+        self, key: str, upload_id: str, parts: Mapping[int, tuple[str, bytes | None]]
+    ) -> str:
+        """Complete the upload unless ``key`` exists (``If-None-Match: *``). Its ETag.
+
+        Args:
+            parts: ``{number: (etag, crc32c or None)}``.
+
+        Raises:
+            Exists: the key exists already (the upload is left for the caller to abort).
+            Conflict: a concurrent conditional write; worth retrying.
+        """
+        listed: list[dict[str, Any]] = []
+        for number in sorted(parts):
+            etag, crc = parts[number]
+            entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
+            if crc is not None:
+                entry["ChecksumCRC32C"] = _b64(crc)
+            listed.append(entry)
+        with _call("CompleteMultipartUpload"):
+            response = self.client.complete_multipart_upload(
+                Bucket=self.name,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": listed},  # type: ignore[typeddict-item]
+                IfNoneMatch="*",
+            )
+        return str(response.get("ETag", ""))
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload (already gone is fine)."""
+        with contextlib.suppress(_Missing), _call("AbortMultipartUpload"):
+            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+
+    def open_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """``(key, upload_id)`` of the multipart uploads in progress under ``prefix``."""
+        found: list[tuple[str, str]] = []
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with _call("ListMultipartUploads"):
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+                found.extend((u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
+        return found
+
+    # --- small conditional documents (leases) ------------------------------------------------
+
+    def create_document(self, key: str, body: bytes) -> str | None:
+        """Create ``key`` if absent; its ETag, or None if it already exists."""
+        try:
+            with _call("PutObject"):
+                response = self.client.put_object(
+                    Bucket=self.name, Key=key, Body=body, IfNoneMatch="*"
+                )
+        except Exists:
+            return None
+        return str(response["ETag"])
+
+    def replace_document(self, key: str, body: bytes, etag: str) -> str | None:
+        """Overwrite ``key`` only if its ETag is still ``etag``; the new ETag, or None."""
+        try:
+            with _call("PutObject"):
+                response = self.client.put_object(
+                    Bucket=self.name, Key=key, Body=body, IfMatch=etag
+                )
+        except (Exists, _Missing):
+            return None
+        return str(response["ETag"])
+
+    def read_document(self, key: str) -> tuple[bytes, str] | None:
+        """``(body, etag)`` of a small object, or None if it does not exist."""
+        try:
+            with _call("GetObject"):
+                response = self.client.get_object(Bucket=self.name, Key=key)
+                return response["Body"].read(), str(response["ETag"])
+        except _Missing:
+            return None
+
+    def delete_document(self, key: str, etag: str) -> None:
+        """Delete ``key`` only if its ETag is still ``etag`` (gone or changed is fine)."""
+        with contextlib.suppress(Exists, _Missing), _call("DeleteObject"):
+            self.client.delete_object(Bucket=self.name, Key=key, IfMatch=etag)
