@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 from backorigin.adapters import register_adapter
 from backorigin.config import Config, load_config
 from backorigin.keys import RESERVED_PREFIX
-from backorigin.testing.memory import MemoryAdapter, MemoryOrigin
+from backorigin.testing.memory import MemoryAdapter
 from backorigin.transfer import CopyEngine, CopyOutcome
 from backorigin.transfer.plan import MAX_PARTS, part_size_for, plan_parts
 from backorigin.types import ByteRange, ObjectInfo
@@ -107,7 +108,7 @@ def test_plan_covers_the_object_exactly() -> None:
     assert [p.number for p in parts] == [1, 2, 3]
     assert parts[0].start == 0
     assert parts[-1].stop == 12 * MiB + 7
-    assert all(a.stop == b.start for a, b in zip(parts, parts[1:], strict=False))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(parts))
 
 
 # --- copying -------------------------------------------------------------------------------
