@@ -1,4 +1,4 @@
-"""``backorigin`` commands: ``validate`` and ``schema``."""
+"""The ``backorigin`` command group and its small commands (``validate``, ``schema``)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 import click
 
 from backorigin import __version__
+from backorigin.cli.common import EXIT_INVALID
+from backorigin.cli.fetch import fetch
 from backorigin.config import dump_json_schema, load_config
 from backorigin.errors import ConfigError
-
-EXIT_INVALID = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +49,9 @@ def validate(files: tuple[str, ...]) -> None:
 def schema() -> None:
     """Print the JSON Schema of the configuration format (with every registered origin type)."""
     click.echo(dump_json_schema(), nl=False)
+
+
+cli.add_command(fetch)
 
 
 def main() -> None:
