@@ -1,0 +1,811 @@
+"""The HTTP(S) origin adapter: any web server, read with urllib3.
+
+Objects live at ``base_url + prefix + key`` (the key percent-encoded, see
+:meth:`OriginAdapter.origin_uri`). The adapter
+
+* pools connections in one thread-safe :class:`urllib3.PoolManager` per adapter;
+* retries only through urllib3's own :class:`~urllib3.util.Retry` (5xx, 429, timeouts, resets;
+  ``Retry-After`` honoured), never in a loop of its own;
+* pins reads to a version: a strong ETag (``If-Match``), else Last-Modified plus size
+  (``If-Unmodified-Since`` and a size check), see :func:`version_token`;
+* passes bytes through raw: ``Content-Encoding`` is never decoded;
+* follows redirects itself, and only to targets :func:`check_redirect` allows (SSRF
+  protection: no hop to cloud metadata addresses or private networks).
+
+Status codes are mapped to :mod:`backorigin.errors` in :func:`_status_error` and urllib3's
+exceptions in :func:`_transport_error`; nowhere else.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HttpAdapter",
+    "Resolver",
+    "check_redirect",
+    "parse_checksums",
+    "resolve_host",
+    "version_token",
+]
+
+import base64
+import binascii
+import contextlib
+import ipaddress
+import re
+import socket
+import ssl
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from http import HTTPStatus
+from http.client import HTTPException
+from types import MappingProxyType, TracebackType
+from typing import ClassVar, Literal, Self
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import urllib3
+from urllib3 import HTTPHeaderDict
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    ResponseError,
+    SSLError,
+)
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import SKIP_HEADER, Retry, Timeout
+
+from backorigin import __version__
+from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.config.origins import (
+    HttpBasicAuth,
+    HttpBearerAuth,
+    HttpHeadersAuth,
+    HttpOrigin,
+)
+from backorigin.config.secrets import SecretResolver
+from backorigin.errors import (
+    InvalidRange,
+    ObjectNotFound,
+    OriginError,
+    PermissionDenied,
+    PreconditionFailed,
+    TransientOriginError,
+    Unauthenticated,
+)
+from backorigin.types import ByteRange, Checksums, ObjectInfo, OriginRequest, OriginSpec
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CHUNK_SIZE = 256 * 1024
+"""Bytes per chunk of a streamed read."""
+MAX_RETRY_AFTER = 60.0
+"""A ``Retry-After`` longer than this ends the retries instead of sleeping through it: the
+error carries ``retry_after`` and the caller (the queue) waits, not a Lambda's clock."""
+# Every request: who we are, and no Accept-Encoding at all (http.client would send
+# "identity"): the stored representation is what we want, never a negotiated one.
+_BASE_HEADERS = {"User-Agent": f"backorigin/{__version__}", "Accept-Encoding": SKIP_HEADER}
+_DRAIN_LIMIT = 64 * 1024  # unread bodies up to this size are read to keep the connection
+_POOL_SIZE = 32  # connections kept per host; the copy engine reads ranges in parallel
+
+Resolver = Callable[[str], Iterable[str]]
+"""Host name → the IP addresses it resolves to (as strings)."""
+
+
+# --- redirect policy (SSRF protection) ------------------------------------------------------
+
+# Address categories a redirect is judged by. "public" is always fine; "reserved"
+# (unspecified, multicast, documentation, …) never is; the others only when the base URL's
+# own host is in the same category (a loopback test origin may redirect to loopback).
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_CATEGORY_NOTES = {
+    "loopback": "loopback",
+    "link-local": "link-local, where cloud metadata services live",
+    "private": "a private network",
+    "reserved": "a reserved or special-purpose range",
+}
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address ``host`` resolves to (literal IPs are returned as they are)."""
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _category(address: str) -> str:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that reach an IPv4 address are judged by that address.
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if any(ip in net for net in _PRIVATE_NETWORKS):
+        return "private"
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved or not ip.is_global:
+        return "reserved"
+    return "public"
+
+
+def _addresses(host: str, resolve: Resolver) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        return list(resolve(host))
+
+
+def _normal_host(host: str | None) -> str:
+    return (host or "").lower().rstrip(".")
+
+
+def check_redirect(
+    base_url: str,
+    target_url: str,
+    allowed_hosts: Iterable[str] = (),
+    *,
+    resolve: Resolver = resolve_host,
+) -> None:
+    """Refuse a redirect an origin must not be allowed to send us to.
+
+    A target is allowed when its scheme is http or https, it carries no credentials, its host
+    is the base URL's host or one of ``allowed_hosts``, and every address the host resolves
+    to is public or in the same category (loopback, link-local, private) as an address of
+    the base URL's host. So a public origin can never send the fetcher to ``127.0.0.1``, a
+    private network or the cloud metadata service at ``169.254.169.254``.
+
+    Args:
+        base_url: The origin's configured base URL.
+        target_url: The absolute URL the redirect points to.
+        allowed_hosts: Other host names redirects may lead to.
+        resolve: Host name → addresses; :func:`resolve_host` (DNS) by default.
+
+    Raises:
+        PermissionDenied: the redirect is refused; the message says why.
+    """
+    target = urlsplit(target_url)
+    host = _normal_host(target.hostname)
+    shown = f"{target.scheme}://{target.netloc}"
+
+    def refuse(why: str) -> PermissionDenied:
+        return PermissionDenied(f"redirect to {shown} refused: {why}")
+
+    if target.scheme not in ("http", "https"):
+        raise refuse("only http and https redirects are followed")
+    if target.username is not None or target.password is not None:
+        raise refuse("the target URL carries credentials")
+    base_host = _normal_host(urlsplit(base_url).hostname)
+    allowed = {base_host, *(_normal_host(h) for h in allowed_hosts)}
+    if host not in allowed:
+        raise refuse(f"host {host!r} is neither the base URL's host nor listed in redirect_hosts")
+    try:
+        addresses = _addresses(host, resolve)
+    except OSError as exc:
+        raise refuse(f"host {host!r} does not resolve") from exc
+    if not addresses:
+        raise refuse(f"host {host!r} does not resolve")
+    try:
+        base_categories = {_category(a) for a in _addresses(base_host, resolve)}
+    except (OSError, ValueError):
+        base_categories = set()
+    permitted = ({"public"} | base_categories) - {"reserved"}
+    for address in addresses:
+        try:
+            category = _category(address)
+        except ValueError:
+            raise refuse(f"host {host!r} resolves to an unusable address") from None
+        if category not in permitted:
+            raise refuse(
+                f"{host!r} resolves to {address}, which is {_CATEGORY_NOTES[category]}, "
+                f"and the base URL's host {base_host!r} is not"
+            )
+
+
+# --- error mapping --------------------------------------------------------------------------
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds or an HTTP-date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    moment = _http_date(value)
+    if moment is None:
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _status_error(status: int, headers: Mapping[str, str], what: str) -> OriginError:
+    """The error for an HTTP status an operation cannot use: the one status mapping."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "unknown status"
+    message = f"{what}: HTTP {status} {phrase}"
+    if status in (404, 410):
+        return ObjectNotFound(message)
+    if status == 401:
+        return Unauthenticated(message)
+    if status == 403:
+        return PermissionDenied(message)
+    if status == 412:
+        return PreconditionFailed(f"{what}: the object changed (HTTP 412)")
+    if status == 416:
+        return InvalidRange(message)
+    if status == 429 or 500 <= status <= 599:
+        return TransientOriginError(message, retry_after=_retry_after(headers.get("retry-after")))
+    return OriginError(message)
+
+
+def _transport_error(exc: BaseException, what: str) -> OriginError:
+    """The error for a urllib3 / connection failure: the one exception mapping.
+
+    The message names the failure class, never the exception text (which can carry URLs
+    with signed query strings).
+    """
+    reason: BaseException = exc
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        reason = exc.reason
+    if isinstance(reason, SSLError) and any(
+        isinstance(e, ssl.SSLCertVerificationError) for e in (*reason.args, reason.__cause__)
+    ):
+        # Retrying cannot fix a certificate: say so instead of looping through the queue.
+        return OriginError(f"{what}: TLS certificate verification failed")
+    if isinstance(reason, LocationValueError):
+        return OriginError(f"{what}: invalid URL ({type(reason).__name__})")
+    if isinstance(reason, NewConnectionError):  # before ConnectTimeoutError: a subclass of it
+        detail = "cannot connect"
+    elif isinstance(reason, ConnectTimeoutError):
+        detail = "connection timed out"
+    elif isinstance(reason, ReadTimeoutError):
+        detail = "read timed out"
+    elif isinstance(reason, ProtocolError | HTTPException | OSError):
+        detail = "connection broken"
+    elif isinstance(reason, ResponseError):
+        detail = "too many retries"
+    else:
+        detail = "request failed"
+    return TransientOriginError(f"{what}: {detail} ({type(reason).__name__})")
+
+
+class _OriginRetry(Retry):
+    """urllib3's Retry, except that a ``Retry-After`` above :data:`MAX_RETRY_AFTER` ends
+    the retries at once (the response is returned and mapped with its ``retry_after``)."""
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: urllib3.connectionpool.ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if response is not None:
+            wait = self.get_retry_after(response)
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                reason = ResponseError(f"Retry-After of {wait:.0f}s is too long to wait")
+                raise MaxRetryError(_pool, url, reason)  # type: ignore[arg-type]
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+_DIGEST_NAMES = {
+    "md5": "md5",
+    "sha-256": "sha256",
+    "sha256": "sha256",
+    "sha-1": "sha1",
+    "sha1": "sha1",
+    "sha": "sha1",
+    "crc32c": "crc32c",
+    "crc32": "crc32",
+}
+_DIGEST_SIZES = {"md5": 16, "sha256": 32, "sha1": 20, "crc32c": 4, "crc32": 4}
+_SF_BYTES = re.compile(r"^:([A-Za-z0-9+/=]*):$")
+
+
+def _b64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _add_digest(found: dict[str, bytes], name: str, raw: bytes | None) -> None:
+    algorithm = _DIGEST_NAMES.get(name.strip().lower())
+    if algorithm is None or raw is None or len(raw) != _DIGEST_SIZES[algorithm]:
+        return
+    found.setdefault(algorithm, raw)
+
+
+def parse_checksums(headers: Mapping[str, str], *, whole_body: bool = True) -> Checksums:
+    """Whole-object digests stated in response headers; unparsable ones are ignored.
+
+    Read, in this order of precedence: RFC 9530 ``Repr-Digest`` (``sha-256=:B64:, md5=:B64:``),
+    RFC 3230 ``Digest`` (``MD5=B64,SHA-256=B64``) and ``Content-MD5``.
+
+    Args:
+        headers: Response headers (case-insensitive mapping).
+        whole_body: Whether the response body is the whole object; ``Content-MD5`` digests
+            the body, so it is ignored on partial (206) responses.
+    """
+    found: dict[str, bytes] = {}
+    for member in (headers.get("repr-digest") or "").split(","):
+        name, sep, value = member.partition("=")
+        match = _SF_BYTES.match(value.split(";", 1)[0].strip())
+        if sep and match:
+            _add_digest(found, name, _b64(match.group(1)))
+    for member in (headers.get("digest") or "").split(","):
+        name, sep, value = member.partition("=")
+        if not sep:
+            continue
+        raw = _b64(value)
+        if name.strip().lower() in ("crc32c", "crc32") and (raw is None or len(raw) != 4):
+            with contextlib.suppress(ValueError):
+                raw = bytes.fromhex(value.strip())  # some servers state CRCs in hex
+        _add_digest(found, name, raw)
+    content_md5 = headers.get("content-md5")
+    if whole_body and content_md5:
+        _add_digest(found, "md5", _b64(content_md5))
+    return Checksums(**found)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def version_token(etag: str | None, last_modified: str | None, size: int) -> str | None:
+    """The version token of a response: a strong ETag as is, else Last-Modified and size.
+
+    Weak ETags (``W/"…"``) cannot be used in ``If-Match``, so without a strong one the token
+    is ``lm:<HTTP-date>;size:<n>``; ``None`` when there is neither validator.
+    """
+    if etag and not etag.startswith("W/"):
+        return etag
+    moment = _http_date(last_modified)
+    if moment is None:
+        return None
+    return f"lm:{format_datetime(moment.astimezone(UTC), usegmt=True)};size:{size}"
+
+
+_LM_TOKEN = re.compile(r"^lm:(?P<date>[^;]+);size:(?P<size>\d+)$")
+_CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    """A parsed version token: what to send, and what the response must agree with."""
+
+    etag: str | None = None
+    last_modified: datetime | None = None
+    size: int | None = None
+
+    @classmethod
+    def parse(cls, token: str) -> _Pin:
+        match = _LM_TOKEN.match(token)
+        if match is None:
+            if token.startswith("lm:"):
+                raise ValueError(f"malformed version token {token!r}")
+            return cls(etag=token)
+        moment = _http_date(match.group("date"))
+        if moment is None:
+            raise ValueError(f"malformed version token {token!r}")
+        return cls(last_modified=moment, size=int(match.group("size")))
+
+    def request_headers(self) -> dict[str, str]:
+        if self.etag is not None:
+            return {"If-Match": self.etag}
+        assert self.last_modified is not None
+        return {"If-Unmodified-Since": format_datetime(self.last_modified, usegmt=True)}
+
+    def check(self, headers: Mapping[str, str], total: int | None, what: str) -> None:
+        """Refuse a response of another version, for servers that ignore preconditions."""
+        etag = headers.get("etag")
+        if self.etag is not None and etag is not None and etag != self.etag:
+            raise PreconditionFailed(f"{what}: the object changed (ETag {etag})")
+        if self.last_modified is not None:
+            served = _http_date(headers.get("last-modified"))
+            if served is not None and served != self.last_modified:
+                raise PreconditionFailed(f"{what}: the object changed (Last-Modified)")
+            if total is not None and total != self.size:
+                raise PreconditionFailed(
+                    f"{what}: the object changed (size {total}, pinned {self.size})"
+                )
+
+
+def _int(value: str | None) -> int | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None, int | None] | None:
+    """``bytes a-b/n`` → (a, b, n); ``*`` parts are None; None if unparsable."""
+    match = _CONTENT_RANGE.match((value or "").strip())
+    if match is None:
+        return None
+    first, last, total = match.groups()
+    return (
+        None if first is None else int(first),
+        None if last is None else int(last),
+        None if total == "*" else int(total),
+    )
+
+
+def _safe_url(url: str) -> str:
+    """A URL without query or fragment, for messages (signed URLs carry secrets there)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+# --- the adapter ----------------------------------------------------------------------------
+
+
+class HttpAdapter(OriginAdapter[HttpOrigin]):
+    """Reads objects from any HTTP(S) server below ``base_url``.
+
+    Args:
+        config: The origin's config.
+        secrets: Resolves the auth secrets.
+        resolver: Host name → addresses, used to judge redirects (DNS by default).
+    """
+
+    config_model: ClassVar[type[HttpOrigin]] = HttpOrigin
+    chunk_size: ClassVar[int] = CHUNK_SIZE
+
+    def __init__(
+        self,
+        config: HttpOrigin,
+        *,
+        secrets: SecretResolver | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
+        super().__init__(config, secrets=secrets)
+        self._resolve: Resolver = resolver if resolver is not None else resolve_host
+        self._base = urlsplit(config.base_url)
+        self._retry = _OriginRetry(
+            total=config.retries,
+            redirect=False,
+            backoff_factor=config.backoff,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "HEAD"}),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        self._pool = urllib3.PoolManager(
+            maxsize=_POOL_SIZE,
+            timeout=Timeout(connect=config.connect_timeout, read=config.read_timeout),
+            retries=self._retry,
+        )
+
+    # --- data plane ------------------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo:
+        """Metadata of ``key``; falls back to ``GET Range: bytes=0-0`` when ``HEAD`` is
+        refused (405/501) or states no length."""
+        url = self._url(key)
+        what = f"HEAD {key!r} at origin {self.name!r}"
+        response = self._send("HEAD", url, {}, what)
+        try:
+            size = _int(response.headers.get("content-length"))
+            if response.status in (405, 501) or (200 <= response.status < 300 and size is None):
+                self._discard(response)
+                what = f"GET {key!r} (bytes=0-0) at origin {self.name!r}"
+                response = self._send("GET", url, {"Range": "bytes=0-0"}, what)
+                return self._probe_info(key, response, what)
+            if not 200 <= response.status < 300 or size is None:
+                raise _status_error(response.status, response.headers, what)
+            return self._info(key, response.headers, size, whole_body=True)
+        finally:
+            self._discard(response)
+
+    def read(
+        self, key: str, range: ByteRange | None = None, version: str | None = None
+    ) -> ObjectStream:
+        """Stream ``key`` (or ``range`` of it), raw, pinned to ``version`` if given."""
+        url = self._url(key)
+        what = f"GET {key!r}{f' ({range})' if range else ''} at origin {self.name!r}"
+        pin = _Pin.parse(version) if version is not None else None
+        headers: dict[str, str] = {}
+        if range is not None:
+            headers["Range"] = range.header()
+        if pin is not None:
+            headers.update(pin.request_headers())
+        response = self._send("GET", url, headers, what)
+        try:
+            skip, limit = self._window(response, range, pin, what)
+        except BaseException:
+            self._discard(response)
+            raise
+        announced = _int(response.headers.get("content-length"))
+        return _BodyStream(response, skip, limit, announced, what, self.chunk_size)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.clear()
+
+    # --- edge plane ------------------------------------------------------------------------
+
+    def cloudfront_origin(self) -> OriginSpec:
+        """Domain, path (no trailing slash), protocol and port of ``base_url``."""
+        protocol: Literal["https", "http"] = "https" if self._base.scheme == "https" else "http"
+        port = self._base.port or (443 if protocol == "https" else 80)
+        return OriginSpec(
+            domain=self._base.hostname or "",
+            path=self._base.path.rstrip("/"),
+            protocol=protocol,
+            port=port,
+        )
+
+    def sign(self, request: OriginRequest) -> OriginRequest:
+        """Add the configured credentials (Basic, Bearer or custom headers)."""
+        auth = self._auth_headers()
+        return request.with_headers(auth) if auth else request
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _url(self, key: str) -> str:
+        return self.config.base_url.rstrip("/") + self.origin_uri(key)
+
+    def _auth_headers(self) -> dict[str, str]:
+        auth = self.config.auth
+        if isinstance(auth, HttpBasicAuth):
+            password = self.secrets.resolve(auth.password).get_secret_value()
+            pair = base64.b64encode(f"{auth.username}:{password}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {pair}"}
+        if isinstance(auth, HttpBearerAuth):
+            token = self.secrets.resolve(auth.token).get_secret_value()
+            return {"Authorization": f"Bearer {token}"}
+        if isinstance(auth, HttpHeadersAuth):
+            return {
+                name: self.secrets.resolve(ref).get_secret_value()
+                for name, ref in auth.headers.items()
+            }
+        return {}
+
+    def _trusted(self, url: str) -> bool:
+        """Whether credentials may be sent to ``url`` (the base host, never downgraded)."""
+        parts = urlsplit(url)
+        if _normal_host(parts.hostname) != _normal_host(self._base.hostname):
+            return False
+        return not (self._base.scheme == "https" and parts.scheme != "https")
+
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], what: str
+    ) -> BaseHTTPResponse:
+        """One request, following allowed redirects; the body is left unread."""
+        current = url
+        for _hop in range(self.config.max_redirects + 1):
+            # Case-insensitive, and the operation's own headers (Range, If-Match, …) last:
+            # a configured auth header can neither duplicate nor override them.
+            request_headers = HTTPHeaderDict(_BASE_HEADERS)
+            if self._trusted(current):
+                request_headers.update(self._auth_headers())
+            request_headers.update(headers)
+            try:
+                response = self._pool.urlopen(
+                    method,
+                    current,
+                    headers=request_headers,
+                    redirect=False,
+                    retries=self._retry,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                raise _transport_error(exc, what) from exc
+            if response.status not in REDIRECT_STATUSES:
+                return response
+            location = response.headers.get("location")
+            self._discard(response)
+            if not location:
+                raise OriginError(f"{what}: HTTP {response.status} without a Location")
+            target = urljoin(current, location.strip())
+            check_redirect(
+                self.config.base_url, target, self.config.redirect_hosts, resolve=self._resolve
+            )
+            current = target
+        raise OriginError(
+            f"{what}: more than {self.config.max_redirects} redirect(s), "
+            f"the last to {_safe_url(current)}"
+        )
+
+    @staticmethod
+    def _discard(response: BaseHTTPResponse) -> None:
+        """Release a response we do not stream; a large unread body costs the connection."""
+        remaining = getattr(response, "length_remaining", None)
+        if remaining is not None and remaining <= _DRAIN_LIMIT:
+            response.drain_conn()
+        else:
+            response.close()
+        response.release_conn()
+
+    def _probe_info(self, key: str, response: BaseHTTPResponse, what: str) -> ObjectInfo:
+        headers = response.headers
+        status = response.status
+        if status == 206:
+            parsed = _content_range(headers.get("content-range"))
+            size = parsed[2] if parsed else None
+        elif status == 416:  # nothing to serve at byte 0: the object is empty
+            parsed = _content_range(headers.get("content-range"))
+            size = parsed[2] if parsed and parsed[2] is not None else 0
+        elif 200 <= status < 300:
+            size = _int(headers.get("content-length"))
+        else:
+            raise _status_error(status, headers, what)
+        if size is None:
+            raise OriginError(f"{what}: the server states no object size")
+        return self._info(key, headers, size, whole_body=status == 200)
+
+    def _info(
+        self, key: str, headers: Mapping[str, str], size: int, *, whole_body: bool
+    ) -> ObjectInfo:
+        etag = headers.get("etag")
+        last_modified = headers.get("last-modified")
+        metadata: dict[str, str] = {}
+        prefix = (self.config.metadata_header_prefix or "").lower()
+        if prefix:
+            for name in headers:
+                lower = name.lower()
+                if lower.startswith(prefix) and len(lower) > len(prefix):
+                    metadata[lower[len(prefix) :]] = headers[name]
+        return ObjectInfo(
+            key=key,
+            size=size,
+            etag=etag,
+            version=version_token(etag, last_modified, size),
+            last_modified=_http_date(last_modified),
+            content_type=headers.get("content-type"),
+            content_encoding=headers.get("content-encoding"),
+            cache_control=headers.get("cache-control"),
+            content_disposition=headers.get("content-disposition"),
+            content_language=headers.get("content-language"),
+            expires=headers.get("expires"),
+            metadata=MappingProxyType(metadata),
+            checksums=parse_checksums(headers, whole_body=whole_body),
+        )
+
+    @staticmethod
+    def _window(
+        response: BaseHTTPResponse, range: ByteRange | None, pin: _Pin | None, what: str
+    ) -> tuple[int, int | None]:
+        """Check a GET response; return (bytes to skip, bytes to deliver or None for all)."""
+        headers = response.headers
+        if response.status == 206:
+            parsed = _content_range(headers.get("content-range"))
+            first, last, total = parsed if parsed is not None else (None, None, None)
+            if range is None or first is None or last is None:
+                raise OriginError(f"{what}: a 206 answer without a usable Content-Range")
+            if pin is not None:  # first: another version may also explain a strange range
+                pin.check(headers, total, what)
+            if total is not None and range.resolve(total) != (first, last + 1):
+                raise OriginError(f"{what}: the server sent bytes {first}-{last}/{total}")
+            return 0, last + 1 - first
+        if response.status != 200:
+            raise _status_error(response.status, headers, what)
+        total = _int(headers.get("content-length"))
+        if pin is not None:
+            pin.check(headers, total, what)
+        if range is None:
+            return 0, total
+        # The server ignored Range: cut the requested bytes out of the whole body.
+        if total is not None:
+            start, stop = range.resolve(total)
+            return start, stop - start
+        if range.kind == "suffix":
+            raise OriginError(f"{what}: the server ignored Range and stated no length")
+        return range.start, None if range.stop is None else range.stop - range.start
+
+
+class _BodyStream(Iterator[bytes]):
+    """The chunks of one response body; closing it (or finishing) releases the connection.
+
+    Bytes before ``skip`` are dropped and at most ``limit`` bytes are delivered, which is how a
+    200 answer to a ranged request still yields exactly the requested bytes.
+    """
+
+    def __init__(
+        self,
+        response: BaseHTTPResponse,
+        skip: int,
+        limit: int | None,
+        announced: int | None,
+        what: str,
+        chunk_size: int,
+    ) -> None:
+        self._response: BaseHTTPResponse | None = response
+        self._chunks = self._generate(response, skip, limit, announced, what, chunk_size)
+
+    def __iter__(self) -> _BodyStream:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop reading and release the connection (closed if the body was not all read)."""
+        self._chunks.close()
+        self._release(reusable=False)
+
+    def __enter__(self) -> _BodyStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _release(self, *, reusable: bool) -> None:
+        response, self._response = self._response, None
+        if response is None:
+            return
+        if not reusable:
+            response.close()
+        response.release_conn()
+
+    def _generate(
+        self,
+        response: BaseHTTPResponse,
+        skip: int,
+        limit: int | None,
+        announced: int | None,
+        what: str,
+        chunk_size: int,
+    ) -> Generator[bytes]:
+        received = delivered = 0
+        finished = clean = False
+        try:
+            try:
+                for chunk in response.stream(chunk_size, decode_content=False):
+                    received += len(chunk)
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                    if limit is not None:
+                        chunk = chunk[: limit - delivered]
+                    if chunk:
+                        delivered += len(chunk)
+                        yield chunk
+                    if limit is not None and delivered >= limit:
+                        break
+                else:
+                    finished = True
+            except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
+                raise _transport_error(exc, what) from exc
+            if finished and announced is not None and received != announced:
+                raise TransientOriginError(
+                    f"{what}: the body ended after {received} of {announced} bytes"
+                )
+            if limit is not None and delivered < limit:
+                if skip:  # a server that ignored Range and stated no length, and was short
+                    raise InvalidRange(f"{what}: the range starts past the end of the object")
+                raise TransientOriginError(
+                    f"{what}: the body ended after {delivered} of {limit} bytes"
+                )
+            clean = True
+        finally:
+            # Reuse the connection only when the whole body was read without a hitch;
+            # a connection with unread bytes (or a failure) is closed instead.
+            complete = finished or (announced is not None and received >= announced)
+            self._release(reusable=clean and complete)
