@@ -20,7 +20,7 @@ import abc
 import importlib
 from collections.abc import Iterator
 from types import ModuleType
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 from backorigin.config.origins import OriginConfig
@@ -31,8 +31,19 @@ from backorigin.types import ByteRange, ObjectInfo, OriginRequest, OriginSpec
 
 ConfigT = TypeVar("ConfigT", bound=OriginConfig)
 
-ObjectStream = Iterator[bytes]
-"""The bytes of an object (or a range of it), in chunks. Close it to release the connection."""
+
+@runtime_checkable
+class ObjectStream(Protocol):
+    """The bytes of an object (or a range of it), in chunks; a generator satisfies it.
+
+    Close it when stopping early, to release the connection.
+    """
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def __next__(self) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -121,6 +132,7 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
         The key (with the configured prefix) is validated and percent-encoded segment by
         segment, so no key can climb out of the origin path.
         """
+        validate_key(key)
         full = validate_key(self.config.prefix + key)
         return "/" + quote(full, safe="/")
 
@@ -141,9 +153,7 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
         try:
             return b"".join(stream)
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            stream.close()
 
     def __enter__(self) -> OriginAdapter[ConfigT]:
         return self

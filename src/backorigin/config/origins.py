@@ -124,6 +124,27 @@ class OriginConfig(Strict):
 # --- HTTP -------------------------------------------------------------------------------------
 
 
+# Headers backorigin sets itself on origin requests; auth headers must not override them.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "range",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        "accept-encoding",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+    }
+)
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
 class HttpNoAuth(AuthMode):
     """No credentials (a public web server)."""
 
@@ -157,7 +178,7 @@ class HttpHeadersAuth(AuthMode):
         for name in value:
             if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
                 raise ValueError(f"{name!r} is not a valid HTTP header name")
-            if name.lower() in ("host", "range", "if-match", "if-none-match", "content-length"):
+            if name.lower() in _RESERVED_HEADERS:
                 raise ValueError(f"header {name!r} is set by backorigin and cannot be overridden")
         return value
 
@@ -198,18 +219,46 @@ class HttpOrigin(OriginConfig):
     def _directory(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("redirect_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not _HOSTNAME_RE.match(host):
+                raise ValueError(
+                    f"{host!r} is not a bare host name (no scheme, port or path), "
+                    "e.g. cdn.example.com"
+                )
+        return [host.lower() for host in value]
+
+    @field_validator("metadata_header_prefix")
+    @classmethod
+    def _header_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]+", value):
+            raise ValueError("must be the start of a header name, e.g. 'x-amz-meta-'")
+        return value.lower() if value is not None else None
+
 
 # --- Google Cloud Storage -----------------------------------------------------------------------
 
 
 class GcsAnonymousAuth(AuthMode):
-    """A public bucket, read without credentials."""
+    """A public bucket, read without credentials.
+
+    Works in the copy path and at the edge (CloudFront's request goes out unsigned).
+    """
 
     mode: Literal["anonymous"] = "anonymous"
 
 
 class GcsServiceAccountAuth(AuthMode):
-    """A service account key (JSON) from a secret; Application Default Credentials without one."""
+    """A service account key (JSON) from a secret; Application Default Credentials without one.
+
+    With ``credentials``: works in the copy path and at the edge (the edge function mints an
+    OAuth access token from the key through google-auth, caches it until shortly before it
+    expires and sends ``Authorization: Bearer``). Without: Application Default Credentials,
+    which exist only in the copy path (a machine or workload identity), never in
+    Lambda@Edge, so an origin CloudFront reaches is rejected by validation.
+    """
 
     mode: Literal["service_account"]
     credentials: SecretRef | None = None
@@ -224,7 +273,11 @@ class GcsServiceAccountAuth(AuthMode):
 
 
 class GcsHmacAuth(AuthMode):
-    """HMAC keys for the XML API (SigV4-style signatures)."""
+    """HMAC keys for the XML API (SigV4-style signatures).
+
+    Works in the copy path and at the edge: both sign their requests with
+    ``GOOG4-HMAC-SHA256`` (the XML API's form of AWS Signature Version 4).
+    """
 
     mode: Literal["hmac"]
     access_id: SecretRef
@@ -246,6 +299,19 @@ class GcsOrigin(OriginConfig):
         default=None, description="Emulator or private endpoint instead of storage.googleapis.com."
     )
     project: str | None = None
+    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
+    read_timeout: Duration = Field(
+        default=60.0, gt=0, description="Longest wait for the next bytes of a response."
+    )
+    retry_timeout: Duration = Field(
+        default=120.0,
+        ge=0,
+        description="How long the SDK keeps retrying a request that failed with 429, 5xx, a "
+        "timeout or a reset (0 turns retries off).",
+    )
+    backoff: Duration = Field(
+        default=1.0, gt=0, description="First delay of the SDK's exponential backoff."
+    )
 
 
 # --- Azure Blob ---------------------------------------------------------------------------------
@@ -351,13 +417,18 @@ class AzureOrigin(OriginConfig):
 
 
 class S3DefaultAuth(AuthMode):
-    """boto3's default credential chain."""
+    """boto3's default credential chain (environment, profile, container or instance role).
+
+    Works in the copy path (the fetcher's role) and at the edge, where the chain yields the
+    Lambda@Edge function's execution role: the bucket must grant that role read access. A
+    store that is not AWS does not accept AWS role credentials; use ``access_key`` there.
+    """
 
     mode: Literal["default"] = "default"
 
 
 class S3AccessKeyAuth(AuthMode):
-    """A static access key pair from secrets."""
+    """A static access key pair from secrets. Works in the copy path and at the edge."""
 
     mode: Literal["access_key"]
     access_key_id: SecretRef
@@ -365,12 +436,21 @@ class S3AccessKeyAuth(AuthMode):
 
 
 class S3AssumeRoleAuth(AuthMode):
-    """Credentials from assuming an IAM role."""
+    """Credentials from assuming an IAM role with STS, refreshed before they expire.
+
+    The role is assumed with the default credential chain's identity (the fetcher's or the
+    edge function's execution role, which must be allowed ``sts:AssumeRole``). Works in the
+    copy path and at the edge (one STS call per function container and hour).
+    """
 
     mode: Literal["assume_role"]
     role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
     external_id: str | None = None
-    session_name: str = "backorigin"
+    session_name: str = Field(default="backorigin", pattern=r"^[\w+=,.@-]{2,64}$")
+    sts_endpoint_url: HttpUrl | None = Field(
+        default=None,
+        description="STS endpoint to assume the role at (default: AWS STS of the origin's region).",
+    )
 
 
 S3Auth = Annotated[S3DefaultAuth | S3AccessKeyAuth | S3AssumeRoleAuth, Field(discriminator="mode")]
@@ -381,9 +461,40 @@ class S3Origin(OriginConfig):
 
     type: Literal["s3"]
     bucket: str = Field(min_length=3, max_length=63)
-    region: str | None = None
-    endpoint_url: HttpUrl | None = None
+    region: str | None = Field(
+        default=None,
+        description="The bucket's region; needed when CloudFront reaches an AWS bucket.",
+    )
+    endpoint_url: HttpUrl | None = Field(
+        default=None, description="An S3-compatible store's endpoint instead of AWS S3."
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto",
+        description=(
+            "path: ENDPOINT/BUCKET/KEY; virtual: BUCKET.ENDPOINT/KEY; auto: path style "
+            "with endpoint_url (most S3-compatible stores), else virtual-hosted."
+        ),
+    )
     auth: S3Auth = Field(default_factory=S3DefaultAuth)
+    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
+    read_timeout: Duration = Field(
+        default=30.0, gt=0, description="Longest wait for the next bytes of a response."
+    )
+    retries: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Retries (botocore standard mode) on throttling, 5xx, timeouts and resets.",
+    )
+
+    def edge_problem(self) -> str | None:
+        problem = super().edge_problem()
+        if problem is None and self.endpoint_url is None and self.region is None:
+            return (
+                "region is not set: the edge function signs requests (SigV4) for the "
+                "bucket's region and cannot look it up; set region"
+            )
+        return problem
 
 
 BUILTIN_ORIGINS: dict[str, type[OriginConfig]] = {

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypedDict, Unpack
 
 import pytest
 
-from backorigin.adapters.base import OriginAdapter
+from backorigin.adapters.base import ObjectStream, OriginAdapter
 from backorigin.errors import (
     InvalidKey,
     InvalidRange,
@@ -178,12 +178,11 @@ class AdapterConformance:
     def read_all(adapter: OriginAdapter[Any], key: str, **kwargs: Any) -> bytes:
         """Read through the streaming API (not ``read_bytes``), closing the stream."""
         stream = adapter.read(key, **kwargs)
+        assert isinstance(stream, ObjectStream), "read() must return a closeable iterator"
         try:
             return b"".join(stream)
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            stream.close()
 
     # --- whole objects -----------------------------------------------------------------------
 
@@ -226,9 +225,7 @@ class AdapterConformance:
             stream = origin.adapter.read(ns + "large.bin")
             first = next(stream)
             assert data.startswith(first)
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            stream.close()
         assert self.read_all(origin.adapter, ns + "small.bin") == b"small"
 
     # --- ranges --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ __all__ = ["MemoryAdapter", "MemoryOrigin"]
 import hashlib
 import itertools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -134,7 +134,7 @@ class MemoryAdapter(OriginAdapter[MemoryOrigin]):
         start, stop = (0, len(data)) if range is None else range.resolve(len(data))
         return self._chunks(data, start, stop)
 
-    def _chunks(self, data: bytes, start: int, stop: int) -> Iterator[bytes]:
+    def _chunks(self, data: bytes, start: int, stop: int) -> Generator[bytes]:
         view = memoryview(data)
         for offset in range(start, stop, self.chunk_size):
             yield bytes(view[offset : min(offset + self.chunk_size, stop)])

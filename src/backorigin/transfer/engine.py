@@ -400,9 +400,7 @@ class CopyEngine:
             except TransientOriginError as exc:
                 error = exc
             finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
+                stream.close()
             if len(buffer) == wanted:
                 return buffer
             failures += 1
