@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -131,6 +131,9 @@ class _Behaviour:
     redirect_status: int = 302
     ignore_range: bool = False
     drop_after: int | None = None
+    drop_times: int | None = None
+    before_get: Callable[[int], None] | None = None
+    gets: int = 0
     stall: float = 0.0
     refuse_head: int | None = None
     weak_etag: bool = False
@@ -370,9 +373,22 @@ class HttpOriginServer:
         """Serve ``key`` whole with 200, ignoring ``Range`` (like a server without ranges)."""
         self._hook(key, ignore_range=True)
 
-    def drop_after(self, key: str, nbytes: int) -> None:
-        """Announce the whole length for GETs of ``key``, send ``nbytes``, then hang up."""
-        self._hook(key, drop_after=nbytes)
+    def drop_after(self, key: str, nbytes: int, *, times: int | None = None) -> None:
+        """For GETs of ``key``: announce the full length, send ``nbytes``, then hang up.
+
+        ``Range`` is honoured (206 with ``Content-Range``) and the validators are sent as for
+        a healthy response, so clients can resume. ``times`` limits how many GETs are cut
+        short (all of them if None).
+        """
+        self._hook(key, drop_after=nbytes, drop_times=times)
+
+    def on_get(self, key: str, callback: Callable[[int], None]) -> None:
+        """Call ``callback(n)`` before serving the n-th GET of ``key`` (n counts from 1).
+
+        It runs in a worker thread and may change the object (``replace``) to simulate an
+        origin that changes while it is being copied.
+        """
+        self._hook(key, before_get=callback)
 
     def stall(self, key: str, seconds: float) -> None:
         """Wait ``seconds`` before answering requests for ``key``."""
@@ -416,6 +432,13 @@ class HttpOriginServer:
             )
             self._requests.setdefault(key, []).append(recorded)
             behaviour = self._behaviour.get(key, _Behaviour())
+            dropping = behaviour.drop_after is not None and request.method == "GET"
+            if dropping and behaviour.drop_times is not None:
+                dropping = behaviour.drop_times > 0
+                behaviour.drop_times -= 1 if dropping else 0
+            if request.method == "GET":
+                behaviour.gets += 1
+            gets = behaviour.gets
             failing = behaviour.fail_times > 0
             if failing:
                 behaviour.fail_times -= 1
@@ -438,7 +461,10 @@ class HttpOriginServer:
         path = self._path(key)
         if path is None or not path.is_file():
             return web.Response(status=404)
-        if behaviour.drop_after is not None and request.method == "GET":
+        if behaviour.before_get is not None and request.method == "GET":
+            callback = behaviour.before_get
+            await asyncio.get_running_loop().run_in_executor(None, callback, gets)
+        if dropping and behaviour.drop_after is not None:
             return await self._send_and_drop(request, key, path, sidecar, behaviour.drop_after)
         if behaviour.ignore_range:
             return _RangeBlindFileResponse(path, headers=sidecar)
@@ -453,13 +479,24 @@ class HttpOriginServer:
         nbytes: int,
     ) -> web.StreamResponse:
         data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
-        response = web.StreamResponse(status=200, headers=headers)
-        response.content_length = len(data)
+        stat = path.stat()
+        wanted = request.http_range  # aiohttp parses Range into a slice
+        start, stop, _ = wanted.indices(len(data))
+        body = data[start:stop]
+        response = web.StreamResponse(status=206 if request.headers.get("Range") else 200)
+        response.headers.update(headers)
+        # The validators a healthy response would carry, so a client can pin and resume.
+        response.headers["ETag"] = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        response.last_modified = stat.st_mtime
+        if response.status == 206:
+            response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
+            response.headers.popall("Content-MD5", None)
+        response.content_length = len(body)
         response.force_close()
         await response.prepare(request)
-        await response.write(data[:nbytes])
+        await response.write(body[:nbytes])
         with self._lock:
-            self._bytes[key] += min(nbytes, len(data))
+            self._bytes[key] += min(nbytes, len(body))
         # Ending the response without the announced bytes and closing the connection is
         # exactly what a server that crashes mid-body looks like to the client.
         return response
