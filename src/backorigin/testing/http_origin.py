@@ -464,6 +464,9 @@ class HttpOriginServer:
         if behaviour.before_get is not None and request.method == "GET":
             callback = behaviour.before_get
             await asyncio.get_running_loop().run_in_executor(None, callback, gets)
+            if request.transport is None or request.transport.is_closing():
+                # The client went away meanwhile: nothing is sent, so nothing is counted.
+                raise ConnectionResetError("client disconnected")
         if dropping and behaviour.drop_after is not None:
             return await self._send_and_drop(request, key, path, sidecar, behaviour.drop_after)
         if behaviour.ignore_range:

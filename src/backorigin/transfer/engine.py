@@ -329,6 +329,9 @@ class CopyEngine:
             data = self._read(target, info, part.start, part.stop)
             crc = _crc_bytes(crc32c(data))
             etag = self.bucket.upload_part(s3_key, upload_id, part.number, data, crc)
+            # Recorded as soon as it is uploaded, in any order, so that a copier killed now
+            # loses at most the parts still in flight.
+            lease.record_part(part.number, base64.b64encode(crc).decode())
             return etag, crc, data if keep else None
 
         queue = iter(todo)
@@ -349,8 +352,6 @@ class CopyEngine:
                     if digests is not None and data is not None:
                         digests.update(data)
                     done[part.number] = (etag, crc)
-                    recorded = (part.number, base64.b64encode(crc).decode())
-                    lease.update(parts=[*lease.state.parts, recorded])
                     if deadline is not None and time.monotonic() > deadline and not stopping:
                         stopping = True
             except BaseException:

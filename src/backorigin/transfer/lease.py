@@ -133,14 +133,27 @@ class Lease:
             LeaseLost: another copier took the lease over.
         """
         with self._lock:
-            if self._lost:
-                raise LeaseLost("the copy lease was taken over by another copier")
-            state = replace(self._state, expires=self._clock() + self._ttl, **changes)  # type: ignore[arg-type]
-            etag = self._bucket.replace_document(self._key, state.encode(), self._etag)
-            if etag is None:
-                self._lost = True
-                raise LeaseLost("the copy lease was taken over by another copier")
-            self._state, self._etag = state, etag
+            self._write(replace(self._state, **changes))  # type: ignore[arg-type]
+
+    def record_part(self, number: int, crc32c_b64: str) -> None:
+        """Record a finished part (safe to call from several threads at once).
+
+        Raises:
+            LeaseLost: another copier took the lease over.
+        """
+        with self._lock:
+            parts = [*self._state.parts, (number, crc32c_b64)]
+            self._write(replace(self._state, parts=parts))
+
+    def _write(self, state: LeaseState) -> None:
+        if self._lost:
+            raise LeaseLost("the copy lease was taken over by another copier")
+        state = replace(state, expires=self._clock() + self._ttl)
+        etag = self._bucket.replace_document(self._key, state.encode(), self._etag)
+        if etag is None:
+            self._lost = True
+            raise LeaseLost("the copy lease was taken over by another copier")
+        self._state, self._etag = state, etag
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` if a heartbeat found the lease taken over."""
