@@ -37,6 +37,8 @@ SDK_HOMES = {
     "aws_cdk": {"cdk"},
     "constructs": {"cdk"},
     "aiohttp": {"testing.http_origin", "local"},
+    "aws_lambda_powertools": {"handlers.fetcher"},
+    "awscrt": {"transfer"},
     "boto3": {"config.secrets", "adapters.s3", "transfer", "handlers", "local", "cli"},
     "botocore": {"config.secrets", "adapters.s3", "transfer", "handlers", "local", "cli"},
 }
@@ -100,6 +102,16 @@ def test_handlers_and_keys_load_no_sdk() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     loaded = json.loads(out)
-    heavy = ("boto3", "botocore", "google", "azure", "aws_cdk", "jsii", "aiohttp")
+    heavy = (
+        "boto3",
+        "botocore",
+        "google",
+        "azure",
+        "aws_cdk",
+        "jsii",
+        "aiohttp",
+        "aws_lambda_powertools",
+        "awscrt",
+    )
     offenders = [m for m in loaded if m.split(".")[0] in heavy]
     assert offenders == []

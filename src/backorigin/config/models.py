@@ -195,6 +195,10 @@ class EdgeConfig(Strict):
     negative_ttl: Duration = Field(
         default=30.0, ge=0, le=31536000, description="How long CloudFront caches an origin 404."
     )
+    forward_query: list[str] = Field(
+        default_factory=list,
+        description="Query parameters passed on to the legacy origin (all others are dropped).",
+    )
 
     @field_validator("failover_status")
     @classmethod
