@@ -63,7 +63,8 @@ class FetcherHandler:
             results = [self._copy(key, context) for key in keys]
             return {"results": [_as_dict(result) for result in results]}
         finally:
-            self.metrics.flush_metrics()
+            if self.metrics.metric_set:  # an empty flush only warns
+                self.metrics.flush_metrics()
 
     def _on_record(self, record: SQSRecord, context: Any) -> None:
         try:
