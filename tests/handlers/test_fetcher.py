@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aws_lambda_powertools import Logger
 
 from backorigin.config import load_config
 from backorigin.handlers import make_fetcher_handler
@@ -26,14 +28,22 @@ def origin() -> Iterator[HttpOriginServer]:
 
 
 @pytest.fixture
-def handler(bucket: str, seaweedfs: Any, s3_client: Any, origin: HttpOriginServer) -> Any:
+def log_stream() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture
+def handler(
+    bucket: str, seaweedfs: Any, s3_client: Any, origin: HttpOriginServer, log_stream: io.StringIO
+) -> Any:
     config = load_config(
         f"bucket: {{name: {bucket}, endpoint_url: '{seaweedfs.url}', region: us-east-1}}\n"
         "origins:\n"
         f"  - {{name: web, type: http, base_url: '{origin.url}', retries: 1, backoff: 10ms}}\n"
         "copy: {max_object_size: 1MiB}\n"
     )
-    return make_fetcher_handler(config, s3_client=s3_client)
+    logger = Logger(service="backorigin-fetcher-test", stream=log_stream)
+    return make_fetcher_handler(config, s3_client=s3_client, logger=logger)
 
 
 def sqs_event(*bodies: str) -> dict[str, Any]:
@@ -64,6 +74,7 @@ def test_a_batch_reports_only_retryable_failures(
     s3_client: Any,
     bucket: str,
     capsys: pytest.CaptureFixture[str],
+    log_stream: io.StringIO,
 ) -> None:
     origin.put("f/ok.txt", b"fine", headers={"Content-Type": "text/plain"})
     origin.put("f/broken.txt", b"x")
@@ -95,7 +106,7 @@ def test_a_batch_reports_only_retryable_failures(
     assert emitted["CopiesFailed"] == [1.0]
     assert emitted["BytesCopied"] == [4.0]
     assert emitted["MalformedJobs"] == [1.0]
-    logs = [json.loads(line) for line in out.splitlines() if '"level"' in line]
+    logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     failed = [entry for entry in logs if entry.get("outcome") == "failed"]
     assert failed[0]["key"] == "f/broken.txt"
     assert failed[0]["level"] == "WARNING"
