@@ -67,6 +67,16 @@ def bucket(s3_client: Any) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def s3_credentials() -> dict[str, str]:
+    """The session SeaweedFS's credentials as AWS environment variables."""
+    return {
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
 @pytest.fixture
 def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """boto3's default chain pointed at the session's SeaweedFS credentials."""

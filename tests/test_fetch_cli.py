@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from backorigin.testing.http_origin import HttpOriginServer
-from conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 
 MiB = 1024 * 1024
 SCRIPT = shutil.which("backorigin", path=str(Path(sys.executable).parent))
@@ -46,14 +45,16 @@ def config_file(tmp_path: Path, bucket: str, seaweedfs: Any, origin: HttpOriginS
     return path
 
 
+@pytest.fixture(autouse=True)
+def _credentials(s3_credentials: dict[str, str]) -> None:
+    CREDENTIALS.update(s3_credentials)
+
+
+CREDENTIALS: dict[str, str] = {}
+
+
 def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID=S3_ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY,
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    return env
+    return {**os.environ, **CREDENTIALS}
 
 
 def fetch(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,12 +23,13 @@ RANK = {
     "adapters": 4,
     "testing": 5,
     "transfer": 5,
+    "bundling": 5,
     "handlers": 6,
     "local": 7,
     "cli": 8,
 }
 # The CDK construct sits beside the runtime: it may read the config, never the handlers' code.
-CDK_MAY_IMPORT = {"errors", "types", "plugins", "config"}
+CDK_MAY_IMPORT = {"errors", "types", "plugins", "config", "bundling"}
 
 # Third-party SDKs and the only places that may import them.
 SDK_HOMES = {

@@ -93,6 +93,13 @@ class PluginRegistry:
             self._discover().pop(name, None)
             self._loaded.pop(name, None)
 
+    def target(self, name: str) -> str | None:
+        """The ``module:attribute`` path registered as ``name`` (None if nothing is)."""
+        target = self._discover().get(name)
+        if target is None or isinstance(target, str):
+            return target
+        return f"{target.__module__}:{target.__qualname__}"
+
     def load(self, name: str) -> Any:
         """The plugin registered as ``name``, imported on first use.
 

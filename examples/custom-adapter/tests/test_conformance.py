@@ -40,6 +40,7 @@ class DirectoryUnderTest:
 class TestDirectoryAdapter(AdapterConformance):
     supports_user_metadata = "a directory keeps no per-file user metadata"
     supports_standard_metadata = "a directory keeps no Cache-Control, Content-Language, …"
+    supports_expires = "a directory keeps no Expires"
 
     @pytest.fixture
     def origin(self, tmp_path: Path) -> Iterator[DirectoryUnderTest]:

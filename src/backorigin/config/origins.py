@@ -293,7 +293,12 @@ class GcsOrigin(OriginConfig):
     """A Google Cloud Storage bucket."""
 
     type: Literal["gcs"]
-    bucket: str = Field(min_length=3, max_length=222)
+    bucket: str = Field(
+        min_length=3,
+        max_length=222,
+        pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$",
+        description="Bucket name (lower-case letters, digits, '-', '_' and '.').",
+    )
     auth: GcsAuth = Field(default_factory=GcsAnonymousAuth)
     endpoint_url: HttpUrl | None = Field(
         default=None, description="Emulator or private endpoint instead of storage.googleapis.com."
@@ -421,7 +426,7 @@ class S3DefaultAuth(AuthMode):
 
     Works in the copy path (the fetcher's role) and at the edge, where the chain yields the
     Lambda@Edge function's execution role: the bucket must grant that role read access. A
-    store that is not AWS does not accept AWS role credentials; use ``access_key`` there.
+    store that is not AWS does not know that role, so give such stores ``access_key``.
     """
 
     mode: Literal["default"] = "default"

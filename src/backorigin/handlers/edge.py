@@ -36,6 +36,20 @@ DEDUP_SECONDS = 60.0
 DEDUP_ENTRIES = 10_000
 _COPY_STATUSES = frozenset({200, 206, 304})
 _DROPPED_HEADERS = ("authorization", "cookie")
+# Headers an origin-request trigger may not add, change or remove (CloudFront rejects the
+# result, which the viewer would see as a 502).
+_READ_ONLY_HEADERS = frozenset(
+    {
+        "accept-encoding",
+        "content-length",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "transfer-encoding",
+        "via",
+    }
+)
 
 
 def _account_of(context: Any) -> str | None:
@@ -156,8 +170,13 @@ class EdgeHandler:
         )
         record.request["uri"] = signed.uri
         record.request["querystring"] = signed.querystring
+        # The signed set is authoritative: sign() may also remove headers (a viewer's own
+        # credentials), except those CloudFront does not let an origin-request trigger touch.
+        for name, _ in list(headers.items()):
+            if name not in signed.headers and name not in _READ_ONLY_HEADERS:
+                headers.remove(name)
         for name, value in signed.headers.items():
-            if headers.get(name) != value:
+            if headers.get(name) != value and name not in _READ_ONLY_HEADERS:
                 headers.set(name, value)
         return record.request
 

@@ -1,0 +1,772 @@
+"""The S3-compatible origin adapter: a bucket in another account or region, or any store that
+speaks the S3 API (``endpoint_url``), read with boto3.
+
+The adapter
+
+* builds one boto3 client per adapter, on first use (importing boto3 costs ~100 ms, which the
+  edge function only pays on a miss), with botocore's *standard* retry mode, the configured
+  timeouts, a connection pool sized for parallel ranged reads, and checksums computed and
+  validated only where S3 requires them (many S3-compatible stores reject the newer defaults);
+* authenticates with the default credential chain, a static key pair from secret references,
+  or an assumed IAM role whose credentials botocore refreshes itself
+  (:class:`botocore.credentials.DeferredRefreshableCredentials`);
+* pins reads to one version of the object with ``If-Match`` and checks the answer's ETag and
+  VersionId (see :func:`version_token`), so a replaced object fails with
+  :class:`PreconditionFailed` instead of mixing bytes of two versions;
+* streams bodies raw (``Content-Encoding`` is never decoded);
+* signs CloudFront's origin requests with SigV4, using botocore's own signer
+  (:meth:`S3Adapter.sign`).
+
+botocore's exceptions are translated into :mod:`backorigin.errors` in :func:`_translate` and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+__all__ = ["S3Adapter", "checksums_from_head", "version_token"]
+
+import base64
+import binascii
+import re
+import ssl
+import threading
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from urllib.parse import urlsplit
+
+from backorigin import __version__
+from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.config.origins import S3AccessKeyAuth, S3AssumeRoleAuth, S3Origin
+from backorigin.config.secrets import SecretResolver
+from backorigin.errors import (
+    InvalidRange,
+    ObjectNotFound,
+    OriginError,
+    PermissionDenied,
+    PreconditionFailed,
+    TransientOriginError,
+    Unauthenticated,
+)
+from backorigin.keys import validate_key
+from backorigin.types import ByteRange, Checksums, ObjectInfo, OriginRequest, OriginSpec
+
+if TYPE_CHECKING:
+    from botocore.credentials import CredentialProvider, Credentials, ReadOnlyCredentials
+    from botocore.response import StreamingBody
+    from botocore.session import Session as BotocoreSession
+    from mypy_boto3_s3 import S3Client
+
+CHUNK_SIZE = 256 * 1024
+"""Bytes per chunk of a streamed read."""
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+"""The ``x-amz-content-sha256`` of a signed origin request: CloudFront sends no body."""
+DEFAULT_REGION = "us-east-1"
+"""The region requests are signed for when the config names none."""
+_POOL_SIZE = 32  # connections kept per client; the copy engine reads ranges in parallel
+
+_MD5_ETAG = re.compile(r'^"?([0-9A-Fa-f]{32})"?$')
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# (response field, Checksums attribute, digest size) of S3's additional checksums.
+_ADDITIONAL_CHECKSUMS = (
+    ("ChecksumCRC32C", "crc32c", 4),
+    ("ChecksumCRC32", "crc32", 4),
+    ("ChecksumSHA1", "sha1", 20),
+    ("ChecksumSHA256", "sha256", 32),
+)
+# SSE modes whose ETag is still the MD5 of the plaintext; SSE-KMS and SSE-C ETags are not.
+_MD5_ETAG_SSE = frozenset({None, "AES256"})
+
+
+# --- error mapping --------------------------------------------------------------------------
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion", "404"})
+_UNAUTHENTICATED_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "InvalidToken",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "TokenRefreshRequired",
+        "MissingSecurityHeader",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+        "InvalidSecurity",
+        "RequestTimeTooSkewed",
+        "Unauthorized",
+        "401",
+    }
+)
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "AllAccessDisabled", "AccountProblem", "403"}
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "PriorRequestNotComplete",
+    }
+)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP-date)."""
+    value = (headers.get("retry-after") or "").strip()
+    if value.isdigit():
+        return float(value)
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    """Whether a botocore SSLError was caused by certificate verification (not retryable)."""
+    seen: list[object] = [exc, getattr(exc, "kwargs", {}).get("error")]
+    while seen:
+        item = seen.pop()
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(item, BaseException):
+            seen.extend(a for a in item.args if isinstance(a, BaseException))
+            if item.__cause__ is not None:
+                seen.append(item.__cause__)
+    return False
+
+
+def _sdk_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes :func:`_translate` understands (imported on first use)."""
+    import urllib3.exceptions
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError, urllib3.exceptions.HTTPError)
+
+
+def _translate(exc: BaseException, what: str) -> OriginError:
+    """The error for a botocore / transport failure: the one exception mapping of this adapter.
+
+    Messages carry the S3 error code, the operation and the HTTP status, never the server's
+    message text or request details (which may echo credentials or signed URLs).
+    """
+    from botocore import exceptions as bce
+
+    if isinstance(exc, bce.ClientError):
+        error = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(error.get("Code") or "")
+        status = int(meta.get("HTTPStatusCode") or 0)
+        message = f"{what}: {exc.operation_name} failed with {code or 'an error'} (HTTP {status})"
+        if code == "NoSuchVersion":
+            return PreconditionFailed(f"{what}: the pinned version no longer exists")
+        if code in _NOT_FOUND_CODES or status == 404:
+            return ObjectNotFound(message)
+        if code == "PreconditionFailed" or status == 412:
+            return PreconditionFailed(f"{what}: the object changed (HTTP 412)")
+        if code == "InvalidRange" or status == 416:
+            return InvalidRange(message)
+        if code in _UNAUTHENTICATED_CODES or status == 401:
+            return Unauthenticated(message)
+        if code == "InvalidObjectState":
+            return PermissionDenied(f"{message}: the object is archived; restore it first")
+        if code in _DENIED_CODES or status == 403:
+            return PermissionDenied(message)
+        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+            headers = meta.get("HTTPHeaders", {})
+            return TransientOriginError(message, retry_after=_retry_after(headers))
+        if status in (301, 307) or code == "AuthorizationHeaderMalformed":
+            return OriginError(f"{message}: check the origin's region and endpoint_url")
+        return OriginError(message)
+    name = type(exc).__name__
+    if isinstance(
+        exc,
+        bce.NoCredentialsError
+        | bce.PartialCredentialsError
+        | bce.CredentialRetrievalError
+        | bce.TokenRetrievalError
+        | bce.UnauthorizedSSOTokenError,
+    ):
+        return Unauthenticated(f"{what}: no usable credentials ({name})")
+    if isinstance(exc, bce.SSLError) and _certificate_failure(exc):
+        # Retrying cannot fix a certificate: say so instead of looping through the queue.
+        return OriginError(f"{what}: TLS certificate verification failed")
+    if isinstance(exc, bce.ConnectTimeoutError | bce.EndpointConnectionError):
+        return TransientOriginError(f"{what}: cannot connect ({name})")
+    if isinstance(exc, bce.ReadTimeoutError):
+        return TransientOriginError(f"{what}: read timed out ({name})")
+    if isinstance(
+        exc, bce.HTTPClientError | bce.IncompleteReadError | bce.ResponseStreamingError
+    ) or not isinstance(exc, bce.BotoCoreError):
+        return TransientOriginError(f"{what}: connection broken ({name})")
+    return OriginError(f"{what}: request failed ({name})")
+
+
+# --- version tokens and metadata ---------------------------------------------------------------
+
+
+def version_token(etag: str | None, version_id: str | None) -> str | None:
+    """The version token of an S3 object, self-describing by its prefix.
+
+    ``vid:<VersionId>|<ETag>`` in a versioned bucket, else ``etag:<ETag>``; ``None`` when the
+    object has neither. VersionId ``null`` (objects written while versioning was off or
+    suspended) is not an identity, since the next write replaces that version in place, so
+    such objects are pinned by ETag.
+    """
+    if version_id and version_id != "null":
+        return f"vid:{version_id}|{etag or ''}"
+    if etag:
+        return f"etag:{etag}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    """A parsed version token: what to send, and what the answer must agree with."""
+
+    etag: str | None
+    version_id: str | None = None
+
+    @classmethod
+    def parse(cls, token: str) -> _Pin:
+        if token.startswith("etag:") and len(token) > len("etag:"):
+            return cls(etag=token[len("etag:") :])
+        if token.startswith("vid:"):
+            version_id, _, etag = token[len("vid:") :].rpartition("|")
+            if version_id:
+                return cls(etag=etag or None, version_id=version_id)
+        raise ValueError(f"malformed S3 version token {token!r}")
+
+    def check(self, response: Mapping[str, Any], what: str) -> None:
+        """Refuse an answer of another version (for servers that ignore ``If-Match``, and
+        for a version replaced by one with the same bytes, hence the same ETag)."""
+        etag = response.get("ETag")
+        if self.etag is not None and etag is not None and etag != self.etag:
+            raise PreconditionFailed(f"{what}: the object changed (ETag {etag})")
+        if self.version_id is not None and response.get("VersionId") != self.version_id:
+            raise PreconditionFailed(f"{what}: the object changed (another VersionId)")
+
+
+def _b64_digest(value: object, size: int) -> bytes | None:
+    if not isinstance(value, str) or "-" in value:  # "-N": a checksum of part checksums
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == size else None
+
+
+def checksums_from_head(response: Mapping[str, Any]) -> Checksums:
+    """The whole-object digests a HeadObject/GetObject answer states.
+
+    * MD5 from the ETag, when it is one: 32 hex digits (a multipart ETag ends in ``-N``), and
+      the object is not encrypted with SSE-KMS or SSE-C (whose ETags are not the MD5 of the
+      data; only unencrypted and SSE-S3 objects are trusted).
+    * The additional checksums (CRC32C, CRC32, SHA-1, SHA-256) asked for with
+      ``ChecksumMode=ENABLED``, when they cover the whole object (type ``FULL_OBJECT``), not
+      the parts of a multipart upload (``COMPOSITE``).
+    """
+    found: dict[str, bytes] = {}
+    match = _MD5_ETAG.match(str(response.get("ETag") or ""))
+    if (
+        match
+        and response.get("ServerSideEncryption") in _MD5_ETAG_SSE
+        and not response.get("SSECustomerAlgorithm")
+    ):
+        found["md5"] = bytes.fromhex(match.group(1))
+    if response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        for field, name, size in _ADDITIONAL_CHECKSUMS:
+            digest = _b64_digest(response.get(field), size)
+            if digest is not None:
+                found[name] = digest
+    return Checksums(**found)
+
+
+def _expires(response: Mapping[str, Any]) -> str | None:
+    """The raw ``Expires`` header: botocore parses it into a datetime (or drops an invalid
+    one) and keeps the original text in ``ExpiresString``."""
+    raw = response.get("ExpiresString")
+    if isinstance(raw, str) and raw:
+        return raw
+    parsed = response.get("Expires")
+    if isinstance(parsed, datetime):
+        return format_datetime(parsed.astimezone(UTC), usegmt=True)
+    return parsed if isinstance(parsed, str) and parsed else None
+
+
+def _window(
+    response: Mapping[str, Any], range: ByteRange | None, what: str
+) -> tuple[int, int | None]:
+    """Check a GetObject answer; return (bytes to skip, bytes to deliver or None for all)."""
+    content_range = response.get("ContentRange")
+    if content_range:
+        match = _CONTENT_RANGE.match(str(content_range).strip())
+        if range is None or match is None:
+            raise OriginError(f"{what}: an answer with an unexpected Content-Range")
+        first, last = int(match.group(1)), int(match.group(2))
+        total = None if match.group(3) == "*" else int(match.group(3))
+        if total is not None and range.resolve(total) != (first, last + 1):
+            raise OriginError(f"{what}: the server sent bytes {first}-{last}/{total}")
+        return 0, last + 1 - first
+    size = response.get("ContentLength")
+    if range is None:
+        return 0, size if isinstance(size, int) else None
+    if not isinstance(size, int):
+        raise OriginError(f"{what}: the server ignored Range and stated no length")
+    # The server ignored Range (some do for empty objects): cut the bytes out ourselves.
+    start, stop = range.resolve(size)
+    return start, stop - start
+
+
+def _viewer_auth(name: str) -> bool:
+    """Whether a (lower-case) request header is auth a viewer may not pass to the origin."""
+    if name == "authorization":
+        return True
+    return name.startswith("x-amz-") and not name.startswith("x-amz-cf-")
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+
+class _FixedCredentialProvider:
+    """A botocore credential provider that hands out credentials made by the adapter.
+
+    Registered as a session's only provider, so that clients of that session use exactly these
+    credentials (refreshing ones included) and never fall back to the default chain.
+    """
+
+    METHOD = "backorigin"
+    CANONICAL_NAME = "backorigin"
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+# --- the adapter ------------------------------------------------------------------------------
+
+
+class S3Adapter(OriginAdapter[S3Origin]):
+    """Reads objects from an S3 bucket or an S3-compatible store.
+
+    Where each auth mode works (``default``, ``access_key`` and ``assume_role`` all work in
+    the copy path and at the edge; see their config classes):
+
+    * ``default``: botocore's credential chain; at the edge that is the Lambda@Edge function's
+      execution role, which the bucket must grant ``s3:GetObject``.
+    * ``access_key``: both halves from secret references, resolved on first use.
+    * ``assume_role``: STS AssumeRole with the chain's identity (role ARN, external id and
+      session name from the config), refreshed by botocore shortly before expiry.
+
+    Args:
+        config: The origin's config.
+        secrets: Resolves the access key's secret references.
+        session: A botocore session to take the default credential chain (and, for
+            ``assume_role``, the identity that assumes the role) from; a fresh one by
+            default. For tests and for callers that manage credentials themselves.
+    """
+
+    config_model: ClassVar[type[S3Origin]] = S3Origin
+    chunk_size: ClassVar[int] = CHUNK_SIZE
+
+    def __init__(
+        self,
+        config: S3Origin,
+        *,
+        secrets: SecretResolver | None = None,
+        session: BotocoreSession | None = None,
+    ) -> None:
+        super().__init__(config, secrets=secrets)
+        self._base_session = session
+        self._lock = threading.Lock()
+        self._s3: S3Client | None = None
+        self._credential_session: BotocoreSession | None = None
+
+    # --- data plane ------------------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo:
+        """Metadata of ``key``, with the checksums S3 states (see :func:`checksums_from_head`)."""
+        name = self._object_key(key)
+        what = f"HEAD {key!r} at origin {self.name!r}"
+        try:
+            response = self._client(what).head_object(
+                Bucket=self.config.bucket, Key=name, ChecksumMode="ENABLED"
+            )
+        except _sdk_errors() as exc:
+            raise _translate(exc, what) from exc
+        etag = response.get("ETag")
+        return ObjectInfo(
+            key=key,
+            size=int(response.get("ContentLength", 0)),
+            etag=etag,
+            version=version_token(etag, response.get("VersionId")),
+            last_modified=response.get("LastModified"),
+            content_type=response.get("ContentType"),
+            content_encoding=response.get("ContentEncoding"),
+            cache_control=response.get("CacheControl"),
+            content_disposition=response.get("ContentDisposition"),
+            content_language=response.get("ContentLanguage"),
+            expires=_expires(response),
+            metadata=MappingProxyType(
+                {k.lower(): v for k, v in (response.get("Metadata") or {}).items()}
+            ),
+            checksums=checksums_from_head(response),
+        )
+
+    def read(
+        self, key: str, range: ByteRange | None = None, version: str | None = None
+    ) -> ObjectStream:
+        """Stream ``key`` (or ``range`` of it), raw, pinned to ``version`` if given.
+
+        A range that starts at or after the end of the object raises :class:`InvalidRange`
+        (S3 answers 416); the end of a range is clamped at EOF.
+
+        The pin is sent as ``If-Match`` and checked against the answer's ETag and VersionId.
+        The VersionId of a ``vid:`` token is deliberately not sent as ``VersionId``: S3 would
+        serve that version even after the object was replaced, and the contract is to fail
+        with :class:`PreconditionFailed` once the object is no longer that version.
+        """
+        name = self._object_key(key)
+        what = f"GET {key!r}{f' ({range})' if range else ''} at origin {self.name!r}"
+        pin = _Pin.parse(version) if version is not None else None
+        params: dict[str, Any] = {"Bucket": self.config.bucket, "Key": name}
+        if range is not None:
+            params["Range"] = range.header()
+        if pin is not None and pin.etag is not None:
+            params["IfMatch"] = pin.etag
+        try:
+            response = self._client(what).get_object(**params)
+        except _sdk_errors() as exc:
+            raise _translate(exc, what) from exc
+        body = response["Body"]
+        try:
+            if pin is not None:
+                pin.check(response, what)
+            skip, limit = _window(response, range, what)
+        except BaseException:
+            body.close()
+            raise
+        return _BodyStream(body, skip, limit, what, self.chunk_size)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, via ListObjectsV2 pages.
+
+        Listings state no VersionId and no encryption, so the version tokens are ETag tokens
+        and no checksums are given; :meth:`head` an object for those.
+        """
+        what = f"LIST {prefix!r} at origin {self.name!r}"
+        strip = len(self.config.prefix)
+        try:
+            pages = (
+                self._client(what)
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.config.bucket, Prefix=self.config.prefix + prefix)
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    etag = item.get("ETag")
+                    yield ObjectInfo(
+                        key=item["Key"][strip:],
+                        size=int(item.get("Size", 0)),
+                        etag=etag,
+                        version=version_token(etag, None),
+                        last_modified=item.get("LastModified"),
+                    )
+        except _sdk_errors() as exc:
+            raise _translate(exc, what) from exc
+
+    def close(self) -> None:
+        """Close the client's pooled connections."""
+        with self._lock:
+            client, self._s3 = self._s3, None
+        if client is not None:
+            client.close()
+
+    # --- edge plane ------------------------------------------------------------------------
+
+    def addressing_style(self) -> Literal["path", "virtual"]:
+        """How requests name the bucket: in the path, or in the host name.
+
+        ``auto`` means path style with ``endpoint_url`` (what S3-compatible stores expect),
+        and for AWS virtual-hosted style unless the bucket name is not a plain DNS label
+        (dots break TLS with virtual-hosted names).
+        """
+        style = self.config.addressing_style
+        if style != "auto":
+            return style
+        if self.config.endpoint_url is not None:
+            return "path"
+        return "virtual" if _DNS_BUCKET.match(self.config.bucket) else "path"
+
+    def signing_region(self) -> str:
+        """The region SigV4 signatures are made for."""
+        return self.config.region or DEFAULT_REGION
+
+    def cloudfront_origin(self) -> OriginSpec:
+        """The bucket's endpoint: ``BUCKET.s3.REGION.amazonaws.com`` with path ``""`` on AWS
+        (virtual-hosted), or ``endpoint_url``'s host, port and protocol with path ``/BUCKET``
+        (path style)."""
+        bucket = self.config.bucket
+        protocol: Literal["https", "http"] = "https"
+        port = 443
+        base_path = ""
+        if self.config.endpoint_url is None:
+            region = self.signing_region()
+            suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+            host = f"s3.{region}.{suffix}"
+        else:
+            parts = urlsplit(self.config.endpoint_url)
+            protocol = "https" if parts.scheme == "https" else "http"
+            port = parts.port or (443 if protocol == "https" else 80)
+            host = parts.hostname or ""
+            base_path = parts.path.rstrip("/")
+        if self.addressing_style() == "virtual":
+            return OriginSpec(f"{bucket}.{host}", base_path, protocol, port)
+        return OriginSpec(host, f"{base_path}/{bucket}", protocol, port)
+
+    def sign(self, request: OriginRequest) -> OriginRequest:
+        """Sign an origin request with SigV4 (botocore's S3 signer), as CloudFront sends it.
+
+        The signature covers the method, the full path (origin path + ``uri``), the query
+        string, ``host``, CloudFront's ``x-amz-cf-*`` headers when the request has them, and
+        the ``x-amz-*`` headers added here: ``x-amz-date``, ``x-amz-content-sha256:
+        UNSIGNED-PAYLOAD`` and, for temporary credentials, ``x-amz-security-token``. Headers
+        CloudFront may still change (``range``, conditionals, ``via``) are left unsigned. A
+        viewer's own ``authorization`` and other ``x-amz-*`` headers are dropped: they would
+        break the signature or be signed with the origin's credentials. So the returned
+        request's headers are the whole set to send, not additions.
+        """
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.config import Config
+
+        spec = self.cloudfront_origin()
+        default_port = 443 if spec.protocol == "https" else 80
+        host = spec.domain if spec.port == default_port else f"{spec.domain}:{spec.port}"
+        query = f"?{request.querystring}" if request.querystring else ""
+        url = f"{spec.protocol}://{host}{spec.path}{request.uri}{query}"
+        kept = {name: value for name, value in request.headers.items() if not _viewer_auth(name)}
+        what = f"signing {request.method} {request.uri!r} for origin {self.name!r}"
+        aws_request = AWSRequest(
+            method=request.method,
+            url=url,
+            headers={
+                "host": host,
+                "x-amz-content-sha256": UNSIGNED_PAYLOAD,
+                # S3 servers refuse unsigned x-amz-* headers; CloudFront's own are signed
+                # as they are when the event shows them (viewers cannot set them).
+                **{k: v for k, v in kept.items() if k.startswith("x-amz-cf-")},
+            },
+        )
+        # S3SigV4Auth signs the payload hash over http unless told not to; CloudFront sends
+        # no body, and UNSIGNED-PAYLOAD is what its own origin access control sends.
+        aws_request.context["client_config"] = Config(s3={"payload_signing_enabled": False})
+        S3SigV4Auth(self._frozen_credentials(what), "s3", self.signing_region()).add_auth(
+            aws_request
+        )
+        added = {k.lower(): v for k, v in aws_request.headers.items() if k.lower() != "host"}
+        return replace(request, headers=MappingProxyType({**kept, **added}))
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _object_key(self, key: str) -> str:
+        return validate_key(self.config.prefix + key)
+
+    def _client(self, what: str) -> S3Client:
+        client = self._s3
+        if client is not None:
+            return client
+        with self._lock:
+            if self._s3 is None:
+                self._s3 = self._make_client(what)
+            return self._s3
+
+    def _botocore_config(self, **extra: Any) -> Any:
+        from botocore.config import Config
+
+        return Config(
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+            retries={"mode": "standard", "max_attempts": self.config.retries},
+            user_agent_extra=f"backorigin/{__version__}",
+            **extra,
+        )
+
+    def _make_client(self, what: str) -> S3Client:
+        import boto3.session
+
+        style = self.config.addressing_style
+        if style == "auto" and self.config.endpoint_url is not None:
+            style = "path"
+        config = self._botocore_config(
+            max_pool_connections=_POOL_SIZE,
+            s3={"addressing_style": style},
+            # Newer botocore sends and demands CRC checksums by default, which many
+            # S3-compatible stores reject; ranged reads cannot be validated anyway.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        region = self.config.region
+        if region is None and self.config.endpoint_url is not None:
+            region = DEFAULT_REGION  # what sign() uses; not whatever AWS_REGION says
+        session = boto3.session.Session(botocore_session=self._session_with_credentials(what))
+        return session.client(
+            "s3", region_name=region, endpoint_url=self.config.endpoint_url, config=config
+        )
+
+    def _session_with_credentials(self, what: str) -> BotocoreSession:
+        """A botocore session whose credentials are the configured auth mode's."""
+        if self._credential_session is not None:
+            return self._credential_session
+        import botocore.session
+        from botocore.credentials import (
+            AssumeRoleCredentialFetcher,
+            CredentialResolver,
+            DeferredRefreshableCredentials,
+        )
+        from botocore.credentials import Credentials as BotocoreCredentials
+
+        auth = self.config.auth
+        if isinstance(auth, S3AccessKeyAuth):
+            session = botocore.session.Session()
+            credentials: Credentials = BotocoreCredentials(
+                self.secrets.resolve(auth.access_key_id).get_secret_value(),
+                self.secrets.resolve(auth.secret_access_key).get_secret_value(),
+                method="backorigin-secret",
+            )
+        elif isinstance(auth, S3AssumeRoleAuth):
+            base = self._base_session or botocore.session.Session()
+            try:
+                source = base.get_credentials()
+            except _sdk_errors() as exc:
+                raise _translate(exc, what) from exc
+            if source is None:
+                raise Unauthenticated(
+                    f"{what}: the default credential chain has no identity to assume "
+                    f"role {auth.role_arn} with"
+                )
+            extra: dict[str, Any] = {"RoleSessionName": auth.session_name}
+            if auth.external_id is not None:
+                extra["ExternalId"] = auth.external_id
+            sts_client: Callable[..., Any] = partial(
+                base.create_client,
+                region_name=self.signing_region(),
+                endpoint_url=auth.sts_endpoint_url,
+                config=self._botocore_config(),
+            )
+            fetcher = AssumeRoleCredentialFetcher(
+                sts_client, source, auth.role_arn, extra_args=extra
+            )
+            session = botocore.session.Session()
+            credentials = DeferredRefreshableCredentials(
+                refresh_using=fetcher.fetch_credentials, method="assume-role"
+            )
+        else:
+            self._credential_session = self._base_session or botocore.session.Session()
+            return self._credential_session
+        session.register_component(
+            "credential_provider",
+            # Duck-typed: a CredentialProvider subclass would import botocore with this module.
+            CredentialResolver([cast("CredentialProvider", _FixedCredentialProvider(credentials))]),
+        )
+        self._credential_session = session
+        return session
+
+    def _frozen_credentials(self, what: str) -> ReadOnlyCredentials:
+        """The current credentials (refreshed if due), for signing one request."""
+        try:
+            with self._lock:
+                session = self._session_with_credentials(what)
+            credentials = session.get_credentials()
+            frozen = credentials.get_frozen_credentials() if credentials is not None else None
+        except _sdk_errors() as exc:
+            raise _translate(exc, what) from exc
+        if frozen is None or not frozen.access_key or not frozen.secret_key:
+            raise Unauthenticated(f"{what}: the default credential chain found no credentials")
+        return frozen
+
+
+class _BodyStream(Iterator[bytes]):
+    """The chunks of one GetObject body; closing it (or finishing) releases the connection.
+
+    Bytes before ``skip`` are dropped and at most ``limit`` bytes are delivered, which is how an
+    answer that ignored Range still yields exactly the requested bytes.
+    """
+
+    def __init__(
+        self, body: StreamingBody, skip: int, limit: int | None, what: str, chunk_size: int
+    ) -> None:
+        self._body: StreamingBody | None = body
+        self._chunks = self._generate(body, skip, limit, what, chunk_size)
+
+    def __iter__(self) -> _BodyStream:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        self._chunks.close()
+        self._release()
+
+    def __enter__(self) -> _BodyStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _release(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.close()
+
+    def _generate(
+        self, body: StreamingBody, skip: int, limit: int | None, what: str, chunk_size: int
+    ) -> Generator[bytes]:
+        delivered = 0
+        try:
+            try:
+                for chunk in body.iter_chunks(chunk_size):
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                    if limit is not None:
+                        chunk = chunk[: limit - delivered]
+                    if chunk:
+                        delivered += len(chunk)
+                        yield chunk
+                    if limit is not None and delivered >= limit:
+                        break
+            except _sdk_errors() as exc:
+                raise _translate(exc, what) from exc
+            if limit is not None and delivered < limit:
+                raise TransientOriginError(
+                    f"{what}: the body ended after {delivered} of {limit} bytes"
+                )
+        finally:
+            self._release()
