@@ -1,0 +1,219 @@
+"""Lambda bundles: handler code, the baked config and only the dependencies it needs.
+
+Lambda@Edge has no environment variables, so the validated config is baked into the bundle
+(secret *references* only, never values) together with the deployment facts the function
+cannot look up (queue name and region). Dependencies are installed for the Lambda platform
+with pip's cross-platform options, without Docker.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BAKED_DIR", "BundleError", "bundle", "requirements_for"]
+
+import importlib.metadata
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from backorigin.config import Config, load_config
+from backorigin.errors import BackoriginError
+from backorigin.plugins import adapter_plugins
+
+Role = Literal["edge", "fetcher"]
+Arch = Literal["x86_64", "arm64"]
+
+BAKED_DIR = "_baked"
+"""Directory inside the bundled ``backorigin`` package that holds the baked files."""
+
+# What the edge function needs beyond the core, by origin type and auth mode: only signing
+# that cannot be done with the standard library pulls an SDK into the edge bundle. boto3 and
+# botocore come with the Lambda runtime and are not bundled for the edge.
+_EDGE_NEEDS: dict[tuple[str, str], list[str]] = {
+    ("gcs", "service_account"): ["google-auth>=2.30"],
+    ("azure", "account_key"): ["azure-storage-blob>=12.20"],
+    ("azure", "connection_string"): ["azure-storage-blob>=12.20"],
+}
+# The core packages the edge imports (the rest of the core is the fetcher's).
+_EDGE_CORE = ("pydantic", "pyyaml", "urllib3")
+# backorigin subpackages that never run in Lambda.
+_NOT_IN_LAMBDA = ("cdk", "cli", "local", "testing")
+_PLATFORMS: dict[Arch, list[str]] = {
+    "x86_64": ["manylinux_2_28_x86_64", "manylinux2014_x86_64"],
+    "arm64": ["manylinux_2_28_aarch64", "manylinux2014_aarch64"],
+}
+
+
+class BundleError(BackoriginError):
+    """A bundle could not be built (the message says which step failed)."""
+
+
+def _name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    return (match.group(0) if match else requirement).lower().replace("_", "-")
+
+
+def _backorigin_requirements() -> tuple[list[str], dict[str, list[str]]]:
+    """backorigin's core requirements and those of each extra, from its own metadata."""
+    core: list[str] = []
+    extras: dict[str, list[str]] = {}
+    for line in importlib.metadata.requires("backorigin") or []:
+        requirement, _, marker = line.partition(";")
+        found = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if found:
+            extras.setdefault(found.group(1), []).append(requirement.strip())
+        elif not marker.strip():
+            core.append(requirement.strip())
+    return core, extras
+
+
+def _third_party(config: Config) -> dict[str, str]:
+    """``type → module:Class`` for every configured origin type, built-ins included."""
+    adapters: dict[str, str] = {}
+    for origin in config.origins:
+        target = adapter_plugins.target(origin.type)
+        if target is None:
+            raise BundleError(f"no adapter is registered for origin type {origin.type!r}")
+        adapters[origin.type] = target
+    return adapters
+
+
+def requirements_for(config: Config, role: Role) -> list[str]:
+    """The pip requirements a bundle for ``role`` needs for this config."""
+    core, extras = _backorigin_requirements()
+    needed: list[str] = []
+    if role == "edge":
+        needed += [r for r in core if _name(r) in _EDGE_CORE]
+        for origin in config.origins:
+            mode = getattr(getattr(origin, "auth", None), "mode", "")
+            needed += _EDGE_NEEDS.get((origin.type, str(mode)), [])
+    else:
+        needed += [r for r in core if _name(r) != "click"]
+        for origin in config.origins:
+            needed += extras.get(origin.type, [])
+    for target in _third_party(config).values():
+        module = target.partition(":")[0]
+        if module.startswith("backorigin."):
+            continue
+        dist = _distribution_of(module)
+        if dist is not None:
+            for line in importlib.metadata.requires(dist) or []:
+                requirement, _, marker = line.partition(";")
+                if "extra" not in marker and _name(requirement) != "backorigin":
+                    needed.append(requirement.strip())
+    unique: dict[str, str] = {}
+    for requirement in needed:
+        unique.setdefault(requirement, requirement)
+    return sorted(unique)
+
+
+def _distribution_of(module: str) -> str | None:
+    top = module.split(".")[0]
+    names = importlib.metadata.packages_distributions().get(top)
+    return names[0] if names else None
+
+
+def _copy_package(module: str, target_dir: Path, *, exclude: tuple[str, ...] = ()) -> None:
+    """Copy the top-level package (or module) of ``module`` into ``target_dir``."""
+    top = module.split(".")[0]
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin is None:
+        raise BundleError(f"cannot find the source of {top!r} to bundle it")
+    origin = Path(spec.origin)
+    if origin.name == "__init__.py":
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *exclude)
+        shutil.copytree(origin.parent, target_dir / top, ignore=ignore, dirs_exist_ok=True)
+    else:
+        shutil.copy2(origin, target_dir / origin.name)
+
+
+def bundle(
+    config: Config | str | Path,
+    target_dir: str | Path,
+    *,
+    role: Role = "edge",
+    python: str = "3.12",
+    arch: Arch = "x86_64",
+    queue_name: str | None = None,
+    queue_region: str | None = None,
+    install: bool = True,
+) -> Path:
+    """Write a Lambda bundle for ``role`` into ``target_dir`` and return it.
+
+    The bundle holds the ``backorigin`` package (without the CLI, CDK, local and testing
+    parts), any third-party adapter packages the config uses, their dependencies for the
+    Lambda platform, and the baked config. The handler is
+    ``backorigin.handlers.lambda_entry.edge`` or ``….fetcher``.
+
+    Args:
+        config: The configuration (or a path to it).
+        target_dir: An empty or missing directory.
+        role: ``edge`` (Lambda@Edge, x86_64 only) or ``fetcher``.
+        python: The Lambda runtime's Python version.
+        arch: The function's architecture.
+        queue_name: Name of the copy queue (baked for the edge function).
+        queue_region: Region of the copy queue.
+        install: Install dependencies with pip (tests may skip this step).
+
+    Raises:
+        BundleError: a step failed; pip's output is in the message.
+    """
+    loaded = load_config(config) if not isinstance(config, Config) else config
+    if role == "edge" and arch != "x86_64":
+        raise BundleError("Lambda@Edge functions run on x86_64 only")
+    target = Path(target_dir)
+    if target.exists() and any(target.iterdir()):
+        raise BundleError(f"{target} is not empty")
+    target.mkdir(parents=True, exist_ok=True)
+    adapters = _third_party(loaded)
+    _copy_package("backorigin", target, exclude=_NOT_IN_LAMBDA)
+    for module_target in adapters.values():
+        module = module_target.partition(":")[0]
+        if not module.startswith("backorigin."):
+            _copy_package(module, target)
+    baked = target / "backorigin" / BAKED_DIR
+    baked.mkdir()
+    (baked / "config.json").write_text(
+        json.dumps(loaded.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True)
+    )
+    facts: dict[str, Any] = {
+        "role": role,
+        "adapters": adapters,
+        "queue_name": queue_name,
+        "queue_region": queue_region,
+    }
+    (baked / "bundle.json").write_text(json.dumps(facts, indent=2, sort_keys=True))
+    if install:
+        _pip_install(requirements_for(loaded, role), target, python=python, arch=arch)
+    return target
+
+
+def _pip_install(requirements: list[str], target: Path, *, python: str, arch: Arch) -> None:
+    if not requirements:
+        return
+    platforms = [flag for platform in _PLATFORMS[arch] for flag in ("--platform", platform)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",  # .pyc files would be compiled for this interpreter, not Lambda's
+        "--target",
+        str(target),
+        *platforms,
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        *requirements,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise BundleError(f"pip could not install {requirements}:\n{result.stderr[-4000:]}")
