@@ -23,8 +23,8 @@ $(NODE_STAMP): package-lock.json
 install: $(STAMP) $(NODE_STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
 
 typecheck: install
 	$(BIN)/mypy --strict src

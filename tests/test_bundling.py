@@ -81,11 +81,11 @@ secondary = json.load(open({str(EVENTS / "origin-request-secondary.json")!r}))
 rejected = json.loads(json.dumps(secondary))
 rejected["Records"][0]["cf"]["request"]["uri"] = "/a/../b"
 bad = lambda_entry.edge(rejected, None)
-heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"boto3", "botocore", "google", "azure"}})
-print(json.dumps({{"uri": out["uri"], "bad": bad["status"], "heavy": heavy,
-                  "files": sorted({{m.__file__.split("/site-packages/")[0][:40]
-                                   for m in list(sys.modules.values())
-                                   if getattr(m, "__file__", None) and "site-packages" in m.__file__}})}}))
+sdks = {{"boto3", "botocore", "google", "azure"}}
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & sdks)
+files = [getattr(m, "__file__", None) or "" for m in list(sys.modules.values())]
+outside = sorted({{f for f in files if "site-packages" in f}})
+print(json.dumps({{"uri": out["uri"], "bad": bad["status"], "heavy": heavy, "files": outside}}))
 """
     result = subprocess.run(
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=False

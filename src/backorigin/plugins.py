@@ -12,7 +12,6 @@ __all__ = ["ADAPTER_GROUP", "PluginRegistry", "adapter_plugins", "load_dotted"]
 
 import importlib
 import threading
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from backorigin.errors import MissingExtra, RegistryError
@@ -52,8 +51,11 @@ class PluginRegistry:
     def _discover(self) -> dict[str, str | Any]:
         with self._lock:
             if self._targets is None:
+                # Deferred: importlib.metadata costs tens of milliseconds at a cold start.
+                from importlib.metadata import entry_points
+
                 targets: dict[str, str | Any] = {}
-                found: list[EntryPoint] = list(entry_points(group=self.group))
+                found = list(entry_points(group=self.group))
                 for ep in found:
                     previous = targets.get(ep.name)
                     if previous is not None and previous != ep.value:
@@ -64,6 +66,16 @@ class PluginRegistry:
                     targets[ep.name] = ep.value
                 self._targets = targets
             return self._targets
+
+    def use_only(self, targets: dict[str, str]) -> None:
+        """Use exactly these ``name → module:attribute`` targets and skip entry points.
+
+        For environments without package metadata, such as a Lambda bundle, whose
+        adapters were resolved when it was built.
+        """
+        with self._lock:
+            self._targets = dict(targets)
+            self._loaded.clear()
 
     def names(self) -> list[str]:
         """Every registered name, sorted, without importing anything."""

@@ -8,14 +8,16 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import yaml
 from pydantic import Field, ValidationError, create_model
 from pydantic_core import ErrorDetails
 
 from backorigin.config.models import Config, origin_types
 from backorigin.errors import ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    import yaml
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config
 
@@ -53,6 +55,8 @@ def load_config(source: ConfigSource) -> Config:
 
 
 def _parse_yaml(text: str, name: str | None) -> tuple[Any, yaml.Node | None]:
+    import yaml  # deferred: baked configs are JSON, and a cold start should not pay for YAML
+
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -76,6 +80,8 @@ def _parse_yaml(text: str, name: str | None) -> tuple[Any, yaml.Node | None]:
 
 def _duplicate_keys(node: yaml.Node, path: tuple[int | str, ...]) -> Any:
     """Yield an issue for every mapping key that appears twice (YAML would keep the last)."""
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -165,6 +171,8 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """The YAML line of the deepest node ``loc`` reaches (the parent when a key is missing)."""
     if root is None:
         return None
+    import yaml
+
     node = root
     line = node.start_mark.line + 1
     for part in loc:

@@ -35,7 +35,9 @@ class SecretUnavailable(BackoriginError):
 class SecretSource(BaseModel):
     """Where a secret lives: exactly one of ``env``, ``file`` or ``aws_secretsmanager``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True
+    )
 
     env: str | None = Field(default=None, description="Name of an environment variable.")
     file: str | None = Field(default=None, description="Path of a file holding the secret.")
@@ -75,7 +77,9 @@ class SecretSource(BaseModel):
 class SecretRef(BaseModel):
     """A reference to a secret: ``{secret: {env: NAME}}`` and friends. Never a literal value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True
+    )
 
     secret: SecretSource
 

@@ -20,14 +20,13 @@ _handlers: dict[str, Any] = {}
 
 def _baked() -> tuple[Any, dict[str, Any]]:
     import backorigin
-    from backorigin.adapters import register_adapter
     from backorigin.config import load_config
+    from backorigin.plugins import adapter_plugins
 
     directory = Path(backorigin.__file__).parent / "_baked"
     facts: dict[str, Any] = json.loads((directory / "bundle.json").read_text())
-    # A bundle carries no package metadata, so its adapters are registered from the bake.
-    for type_name, target in facts["adapters"].items():
-        register_adapter(type_name, target, replace=True)
+    # A bundle carries no package metadata: its adapters were resolved when it was built.
+    adapter_plugins.use_only(facts["adapters"])
     config = load_config(json.loads((directory / "config.json").read_text()))
     return config, facts
 
