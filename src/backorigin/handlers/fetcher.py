@@ -13,6 +13,7 @@ __all__ = ["CopyFailed", "FetcherHandler", "make_fetcher_handler"]
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -41,10 +42,18 @@ class CopyFailed(BackoriginError):
 class FetcherHandler:
     """The fetcher for one config; call it with ``(event, context)``."""
 
-    def __init__(self, engine: CopyEngine, *, logger: Logger, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        engine: CopyEngine,
+        *,
+        logger: Logger,
+        metrics: Metrics,
+        observer: Callable[[CopyResult], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.logger = logger
         self.metrics = metrics
+        self.observer = observer
 
     def __call__(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         try:
@@ -90,6 +99,8 @@ class FetcherHandler:
             deadline = time.monotonic() + remaining() / 1000 - SAFETY_SECONDS
         result = self.engine.copy(key, deadline=deadline)
         self._record(result)
+        if self.observer is not None:
+            self.observer(result)
         return result
 
     def _record(self, result: CopyResult) -> None:
@@ -126,6 +137,7 @@ def make_fetcher_handler(
     s3_client: Any = None,
     logger: Logger | None = None,
     metrics: Metrics | None = None,
+    observer: Callable[[CopyResult], None] | None = None,
 ) -> FetcherHandler:
     """Build the fetcher Lambda handler for ``config``.
 
@@ -135,6 +147,7 @@ def make_fetcher_handler(
         s3_client: The S3 client the engine uses when it is built here.
         logger: A Powertools logger (service ``backorigin-fetcher`` by default).
         metrics: A Powertools metrics instance (namespace ``backorigin`` by default).
+        observer: Called with every copy's result (the local server logs them).
     """
     return FetcherHandler(
         engine if engine is not None else CopyEngine(config, s3_client=s3_client),
@@ -142,4 +155,5 @@ def make_fetcher_handler(
         metrics=metrics
         if metrics is not None
         else Metrics(namespace=NAMESPACE, service="backorigin-fetcher"),
+        observer=observer,
     )

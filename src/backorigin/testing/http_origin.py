@@ -334,6 +334,11 @@ class HttpOriginServer:
             seen = self._requests.get(key, [])
             return sum(1 for r in seen if method is None or r.method == method.upper())
 
+    def total_requests(self) -> int:
+        """How many requests arrived, for any key (or for paths that are not keys)."""
+        with self._lock:
+            return sum(len(seen) for seen in self._requests.values())
+
     def requests(self, key: str) -> list[RecordedRequest]:
         """The requests for ``key``, oldest first."""
         with self._lock:
