@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install lint typecheck test schema clean
+.PHONY: install lint typecheck test demo schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# A legacy web server, `backorigin serve` on an embedded S3 server, a lazy migration in action.
+demo: install
+	$(BIN)/python examples/demo/run_demo.py
 
 # Regenerate the committed JSON Schema after changing the config models.
 schema: install

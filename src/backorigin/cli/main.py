@@ -11,6 +11,7 @@ import click
 from backorigin import __version__
 from backorigin.cli.common import EXIT_INVALID
 from backorigin.cli.fetch import fetch
+from backorigin.cli.serve import serve
 from backorigin.config import dump_json_schema, load_config
 from backorigin.errors import ConfigError
 
@@ -52,6 +53,7 @@ def schema() -> None:
 
 
 cli.add_command(fetch)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -68,10 +68,17 @@ def _call(operation: str) -> Iterator[None]:
         raise _translate(operation, exc) from exc
 
 
-def make_s3_client(bucket: BucketConfig, *, max_pool_connections: int = 16) -> S3Client:
+def make_s3_client(
+    bucket: BucketConfig,
+    *,
+    max_pool_connections: int = 16,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+) -> S3Client:
     """A boto3 S3 client for the bucket: standard retries, pooled for parallel parts.
 
-    Credentials and (absent from the config) the region follow boto3's usual chain.
+    Credentials (unless given) and, absent from the config, the region follow boto3's usual
+    chain.
     """
     config = BotoConfig(
         retries={"mode": "standard", "max_attempts": 5},
@@ -84,7 +91,12 @@ def make_s3_client(bucket: BucketConfig, *, max_pool_connections: int = 16) -> S
         s3={"addressing_style": "path"} if bucket.endpoint_url else None,
     )
     client: S3Client = boto3.client(
-        "s3", region_name=bucket.region, endpoint_url=bucket.endpoint_url, config=config
+        "s3",
+        region_name=bucket.region or ("us-east-1" if bucket.endpoint_url else None),
+        endpoint_url=bucket.endpoint_url,
+        config=config,
+        aws_access_key_id=aws_access_key_id,
+        aws_secret_access_key=aws_secret_access_key,
     )
     return client
 

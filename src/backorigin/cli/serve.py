@@ -1,0 +1,82 @@
+"""``backorigin serve``: the whole system on one machine."""
+
+from __future__ import annotations
+
+__all__ = ["serve"]
+
+import logging
+import secrets
+import sys
+
+import click
+
+from backorigin.cli.common import config_argument, load_or_exit, s3_overrides
+
+DEFAULT_BUCKET = "backorigin-local"
+
+
+@click.command()
+@config_argument
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option(
+    "--s3-endpoint",
+    help="S3-compatible endpoint of the bucket. Default: the config's bucket.endpoint_url, "
+    "else an embedded S3 server started for this run.",
+)
+@click.option("--bucket", help="Bucket name (overrides bucket.name).")
+@click.option("--workers", default=2, show_default=True, help="Fetcher threads copying objects.")
+def serve(
+    config: str,
+    host: str,
+    port: int,
+    s3_endpoint: str | None,
+    bucket: str | None,
+    workers: int,
+) -> None:
+    """Serve CONFIG locally the way CloudFront would, with the real edge and fetcher code.
+
+    GET and HEAD go to the bucket first; on a miss the edge function routes and signs the
+    request to the legacy origin, the viewer gets the origin's response, and a fetcher thread
+    copies the object into the bucket so the next request is served from it. Ctrl-C stops.
+    """
+    from aiohttp import web  # deferred: the local extra is optional
+
+    from backorigin.local import LocalCloudFront
+    from backorigin.testing.servers import SeaweedFS
+    from backorigin.transfer.bucket import make_s3_client
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("backorigin.local").setLevel(logging.INFO)
+    loaded = load_or_exit(config)
+    embedded: SeaweedFS | None = None
+    endpoint = s3_endpoint or loaded.bucket.endpoint_url
+    name = bucket or loaded.bucket.name
+    client_options: dict[str, str] = {}
+    if endpoint is None:
+        access_key, secret_key = "local" + secrets.token_hex(6), secrets.token_urlsafe(24)
+        embedded = SeaweedFS(access_key=access_key, secret_key=secret_key)
+        embedded.start()
+        endpoint = embedded.url
+        name = name or DEFAULT_BUCKET
+        client_options = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
+        click.echo(
+            f"embedded S3 at {endpoint} (access key {access_key}, secret key {secret_key})",
+            err=True,
+        )
+    try:
+        loaded = s3_overrides(loaded, bucket=name, endpoint_url=endpoint)
+        s3 = make_s3_client(loaded.bucket, max_pool_connections=32, **client_options)
+        assert loaded.bucket.name is not None  # s3_overrides exits without one
+        if embedded is not None:
+            s3.create_bucket(Bucket=loaded.bucket.name)
+        server = LocalCloudFront(loaded, s3_client=s3, host=host, port=port, workers=workers)
+        click.echo(
+            f"backorigin serving http://{host}:{port} (bucket {loaded.bucket.name} at "
+            f"{endpoint}); Ctrl-C stops",
+            err=True,
+        )
+        web.run_app(server.app(), host=host, port=port, print=None, access_log=None)
+    finally:
+        if embedded is not None:
+            embedded.stop()
