@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from backorigin.plugins import adapter_plugins
-from backorigin.testing.servers import SeaweedFS
+from backorigin.testing.servers import Azurite, FakeGcsServer, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -83,3 +83,20 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+# --- the other emulators, one of each per session ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGcsServer]:
+    """fake-gcs-server (in memory): GCS's JSON and XML APIs."""
+    with FakeGcsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite's Blob service (installed from npm by `make install`)."""
+    with Azurite(root=ROOT) as server:
+        yield server

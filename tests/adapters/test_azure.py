@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import traceback
@@ -90,14 +89,6 @@ class Store:
             start=now - timedelta(hours=2),
             expiry=now + expiry,
         )
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    if shutil.which("node") is None or not (ROOT / "node_modules/azurite").is_dir():
-        pytest.skip("Azurite is not installed; `make install` installs it from npm (README)")
-    with Azurite(root=ROOT) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

@@ -322,12 +322,6 @@ class StatusServer:
 
 
 @pytest.fixture(scope="module")
-def fake_gcs() -> Iterator[FakeGcsServer]:
-    with FakeGcsServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def bucket(fake_gcs: FakeGcsServer) -> Iterator[Any]:
     """One bucket for the module, seeded with google-cloud-storage; tests use own prefixes."""
     client = storage.Client(

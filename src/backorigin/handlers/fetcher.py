@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from backorigin.config.models import Config
+from backorigin.config.secrets import SecretResolver
 from backorigin.errors import BackoriginError
 from backorigin.transfer import CopyEngine, CopyOutcome, CopyResult
 
@@ -138,6 +139,7 @@ def make_fetcher_handler(
     logger: Logger | None = None,
     metrics: Metrics | None = None,
     observer: Callable[[CopyResult], None] | None = None,
+    secrets: SecretResolver | None = None,
 ) -> FetcherHandler:
     """Build the fetcher Lambda handler for ``config``.
 
@@ -148,9 +150,10 @@ def make_fetcher_handler(
         logger: A Powertools logger (service ``backorigin-fetcher`` by default).
         metrics: A Powertools metrics instance (namespace ``backorigin`` by default).
         observer: Called with every copy's result (the local server logs them).
+        secrets: Resolves the origins' secrets when the engine is built here.
     """
     return FetcherHandler(
-        engine if engine is not None else CopyEngine(config, s3_client=s3_client),
+        engine if engine is not None else CopyEngine(config, s3_client=s3_client, secrets=secrets),
         logger=logger if logger is not None else Logger(service="backorigin-fetcher"),
         metrics=metrics
         if metrics is not None

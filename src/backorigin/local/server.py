@@ -129,6 +129,7 @@ class LocalCloudFront:
             logger=Logger(service="backorigin-fetcher", level="ERROR"),
             metrics=_DiscardMetrics(namespace="backorigin", service="backorigin-fetcher"),
             observer=self._log_copy,
+            secrets=secrets,
         )
         self.queue = LocalQueue(fetcher, workers=workers, visibility_timeout=visibility_timeout)
         self.edge = make_edge_handler(

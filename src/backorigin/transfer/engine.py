@@ -29,7 +29,6 @@ from backorigin.errors import (
     BackoriginError,
     InvalidKey,
     ObjectNotFound,
-    OriginError,
     PreconditionFailed,
     TransientOriginError,
 )
@@ -133,7 +132,7 @@ class CopyEngine:
             if self.bucket.head(s3_key) is not None:
                 return result(CopyOutcome.EXISTS, s3_key=s3_key)
             found = self._locate(route)
-        except (OriginError, BucketError) as exc:
+        except BackoriginError as exc:  # origin, S3, secrets, a missing extra
             return result(CopyOutcome.FAILED, s3_key=s3_key, reason=str(exc))
         if found is None:
             names = ", ".join(t.origin for t in route.targets)
@@ -185,7 +184,7 @@ class CopyEngine:
         except PreconditionFailed:
             reason = "the origin object changed during the copy; a retry copies the new version"
             return result(CopyOutcome.FAILED, reason=reason, **fields)
-        except (OriginError, BucketError, IntegrityError) as exc:
+        except BackoriginError as exc:  # origin, S3, integrity, secrets
             return result(CopyOutcome.FAILED, reason=str(exc), **fields)
         finally:
             if not suspended:
