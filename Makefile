@@ -36,9 +36,10 @@ test: lint typecheck
 demo: install
 	$(BIN)/python examples/demo/run_demo.py
 
-# Regenerate the committed JSON Schema after changing the config models.
+# Regenerate the committed JSON Schema and config reference after changing the config models.
 schema: install
 	$(BIN)/backorigin schema > backorigin.schema.json
+	$(BIN)/backorigin schema --format markdown > docs/CONFIG.md
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

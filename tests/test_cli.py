@@ -70,6 +70,11 @@ def test_committed_schema_is_current() -> None:
     assert committed == dump_json_schema(), "run `make schema` and commit backorigin.schema.json"
 
 
+def test_committed_config_reference_is_current() -> None:
+    committed = (ROOT / "docs" / "CONFIG.md").read_text()
+    assert committed == run("schema", "--format", "markdown").stdout, "run `make schema`"
+
+
 def test_schema_validates_the_examples() -> None:
     schema = json.loads((ROOT / "backorigin.schema.json").read_text())
     for path in EXAMPLES:

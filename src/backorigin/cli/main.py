@@ -11,6 +11,7 @@ import click
 from backorigin import __version__
 from backorigin.cli.common import EXIT_INVALID
 from backorigin.cli.fetch import fetch
+from backorigin.cli.prewarm import prewarm
 from backorigin.cli.serve import serve
 from backorigin.config import dump_json_schema, load_config
 from backorigin.errors import ConfigError
@@ -47,12 +48,26 @@ def validate(files: tuple[str, ...]) -> None:
 
 
 @cli.command()
-def schema() -> None:
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="JSON Schema, or the Markdown reference generated from it.",
+)
+def schema(output: str) -> None:
     """Print the JSON Schema of the configuration format (with every registered origin type)."""
-    click.echo(dump_json_schema(), nl=False)
+    if output == "markdown":
+        from backorigin.config.reference import config_reference
+
+        click.echo(config_reference(), nl=False)
+    else:
+        click.echo(dump_json_schema(), nl=False)
 
 
 cli.add_command(fetch)
+cli.add_command(prewarm)
 cli.add_command(serve)
 
 
