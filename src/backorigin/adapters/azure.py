@@ -40,6 +40,7 @@ from pydantic import SecretStr
 
 from backorigin import __version__
 from backorigin.adapters.base import ObjectStream, OriginAdapter, require
+from backorigin.adapters.headers import retry_after_seconds
 from backorigin.config.origins import (
     AzureAccountKeyAuth,
     AzureConnectionStringAuth,
@@ -223,10 +224,7 @@ def _retry_after(exc: AzureError) -> float | None:
     millis = headers.get("x-ms-retry-after-ms")
     if millis and millis.strip().isdigit():
         return int(millis) / 1000
-    seconds = headers.get("retry-after")
-    if seconds and seconds.strip().isdigit():
-        return float(seconds)
-    return None
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def _translate(exc: AzureError, what: str) -> OriginError:

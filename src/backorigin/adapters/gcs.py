@@ -49,7 +49,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
@@ -58,6 +57,7 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import SecretStr
 
 from backorigin.adapters.base import ObjectStream, OriginAdapter, require
+from backorigin.adapters.headers import http_date, retry_after_seconds
 from backorigin.config.origins import (
     GcsHmacAuth,
     GcsOrigin,
@@ -257,19 +257,7 @@ def _loaded(name: str) -> Any:
 
 def _retry_after(response: Any) -> float | None:
     headers = getattr(response, "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    value = str(value).strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return retry_after_seconds(headers.get("retry-after") if headers is not None else None)
 
 
 def _status_name(status: int) -> str:
@@ -394,16 +382,6 @@ def _encoding(value: str | None) -> str | None:
     return None if not value or value.lower() == "identity" else value
 
 
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _iso_date(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -462,7 +440,7 @@ def _info_from_headers(name: str, headers: Mapping[str, str]) -> ObjectInfo:
         size=int(length or 0),
         etag=headers.get("etag"),
         version=headers.get("x-goog-generation"),
-        last_modified=_http_date(headers.get("last-modified")),
+        last_modified=http_date(headers.get("last-modified")),
         content_type=headers.get("content-type"),
         content_encoding=_encoding(
             headers.get("x-goog-stored-content-encoding") or headers.get("content-encoding")

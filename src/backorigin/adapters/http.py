@@ -37,7 +37,7 @@ import ssl
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from http import HTTPStatus
 from http.client import HTTPException
 from types import MappingProxyType, TracebackType
@@ -61,6 +61,7 @@ from urllib3.util import SKIP_HEADER, Retry, Timeout
 
 from backorigin import __version__
 from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.adapters.headers import http_date, retry_after_seconds
 from backorigin.config.origins import (
     HttpBasicAuth,
     HttpBearerAuth,
@@ -217,19 +218,6 @@ def check_redirect(
 # --- error mapping --------------------------------------------------------------------------
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` value (delta-seconds or an HTTP-date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    moment = _http_date(value)
-    if moment is None:
-        return None
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-
-
 def _status_error(status: int, headers: Mapping[str, str], what: str) -> OriginError:
     """The error for an HTTP status an operation cannot use: the one status mapping."""
     try:
@@ -248,7 +236,9 @@ def _status_error(status: int, headers: Mapping[str, str], what: str) -> OriginE
     if status == 416:
         return InvalidRange(message)
     if status == 429 or 500 <= status <= 599:
-        return TransientOriginError(message, retry_after=_retry_after(headers.get("retry-after")))
+        return TransientOriginError(
+            message, retry_after=retry_after_seconds(headers.get("retry-after"))
+        )
     return OriginError(message)
 
 
@@ -366,16 +356,6 @@ def parse_checksums(headers: Mapping[str, str], *, whole_body: bool = True) -> C
     return Checksums(**found)
 
 
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def version_token(etag: str | None, last_modified: str | None, size: int) -> str | None:
     """The version token of a response: a strong ETag as is, else Last-Modified and size.
 
@@ -384,7 +364,7 @@ def version_token(etag: str | None, last_modified: str | None, size: int) -> str
     """
     if etag and not etag.startswith("W/"):
         return etag
-    moment = _http_date(last_modified)
+    moment = http_date(last_modified)
     if moment is None:
         return None
     return f"lm:{format_datetime(moment.astimezone(UTC), usegmt=True)};size:{size}"
@@ -409,7 +389,7 @@ class _Pin:
             if token.startswith("lm:"):
                 raise ValueError(f"malformed version token {token!r}")
             return cls(etag=token)
-        moment = _http_date(match.group("date"))
+        moment = http_date(match.group("date"))
         if moment is None:
             raise ValueError(f"malformed version token {token!r}")
         return cls(last_modified=moment, size=int(match.group("size")))
@@ -426,7 +406,7 @@ class _Pin:
         if self.etag is not None and etag is not None and etag != self.etag:
             raise PreconditionFailed(f"{what}: the object changed (ETag {etag})")
         if self.last_modified is not None:
-            served = _http_date(headers.get("last-modified"))
+            served = http_date(headers.get("last-modified"))
             if served is not None and served != self.last_modified:
                 raise PreconditionFailed(f"{what}: the object changed (Last-Modified)")
             if total is not None and total != self.size:
@@ -677,7 +657,7 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
             size=size,
             etag=etag,
             version=version_token(etag, last_modified, size),
-            last_modified=_http_date(last_modified),
+            last_modified=http_date(last_modified),
             content_type=headers.get("content-type"),
             content_encoding=headers.get("content-encoding"),
             cache_control=headers.get("cache-control"),

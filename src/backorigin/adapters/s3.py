@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from backorigin import __version__
 from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.adapters.headers import retry_after_seconds
 from backorigin.config.origins import S3AccessKeyAuth, S3AssumeRoleAuth, S3Origin
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import (
@@ -128,19 +129,7 @@ _TRANSIENT_CODES = frozenset(
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP-date)."""
-    value = (headers.get("retry-after") or "").strip()
-    if value.isdigit():
-        return float(value)
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def _certificate_failure(exc: BaseException) -> bool:
