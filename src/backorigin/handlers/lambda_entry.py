@@ -10,9 +10,14 @@ from __future__ import annotations
 __all__ = ["edge", "fetcher"]
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
+
+# pydantic scans every installed package's entry points for plugins on its first model; a
+# bundle has none, and the scan costs milliseconds of every cold start.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 _lock = threading.Lock()
 _handlers: dict[str, Any] = {}
