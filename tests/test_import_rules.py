@@ -25,6 +25,7 @@ RANK = {
     "transfer": 5,
     "bundling": 5,
     "handlers": 6,
+    "prewarm": 6,
     "local": 7,
     "cli": 8,
 }
@@ -38,10 +39,18 @@ SDK_HOMES = {
     "aws_cdk": {"cdk"},
     "constructs": {"cdk"},
     "aiohttp": {"testing.http_origin", "local"},
-    "aws_lambda_powertools": {"handlers.fetcher"},
+    "aws_lambda_powertools": {"handlers.fetcher", "local"},
     "awscrt": {"transfer"},
-    "boto3": {"config.secrets", "adapters.s3", "transfer", "handlers", "local", "cli"},
-    "botocore": {"config.secrets", "adapters.s3", "transfer", "handlers", "local", "cli"},
+    "boto3": {"config.secrets", "adapters.s3", "transfer", "handlers", "prewarm", "local", "cli"},
+    "botocore": {
+        "config.secrets",
+        "adapters.s3",
+        "transfer",
+        "handlers",
+        "prewarm",
+        "local",
+        "cli",
+    },
 }
 
 

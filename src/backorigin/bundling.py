@@ -8,21 +8,32 @@ with pip's cross-platform options, without Docker.
 
 from __future__ import annotations
 
-__all__ = ["BAKED_DIR", "BundleError", "bundle", "requirements_for"]
+__all__ = [
+    "BAKED_DIR",
+    "BundleError",
+    "bundle",
+    "edge_origin",
+    "edge_origin_name",
+    "requirements_for",
+]
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from backorigin.config import Config, load_config
 from backorigin.errors import BackoriginError
 from backorigin.plugins import adapter_plugins
+from backorigin.types import OriginSpec
 
 Role = Literal["edge", "fetcher"]
 Arch = Literal["x86_64", "arm64"]
@@ -141,6 +152,7 @@ def bundle(
     queue_name: str | None = None,
     queue_region: str | None = None,
     install: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """Write a Lambda bundle for ``role`` into ``target_dir`` and return it.
 
@@ -158,6 +170,10 @@ def bundle(
         queue_name: Name of the copy queue (baked for the edge function).
         queue_region: Region of the copy queue.
         install: Install dependencies with pip (tests may skip this step).
+        cache_dir: Keep the installed dependencies here, one directory per set of
+            requirements, Python version and architecture, and link them into later bundles
+            instead of running pip again (default: no cache). Delete it to pick up newer
+            releases within the requirements' ranges.
 
     Raises:
         BundleError: a step failed; pip's output is in the message.
@@ -188,8 +204,74 @@ def bundle(
     }
     (baked / "bundle.json").write_text(json.dumps(facts, indent=2, sort_keys=True))
     if install:
-        _pip_install(requirements_for(loaded, role), target, python=python, arch=arch)
+        requirements = requirements_for(loaded, role)
+        if cache_dir is None:
+            _pip_install(requirements, target, python=python, arch=arch)
+        else:
+            _install_cached(requirements, target, Path(cache_dir), python=python, arch=arch)
     return target
+
+
+def edge_origin_name(config: Config) -> str:
+    """The origin CloudFront's origin group falls back to before the edge function re-routes.
+
+    That is the first route's origin, or the first origin when there are no routes.
+    """
+    return config.routes[0].origin if config.routes else config.origins[0].name
+
+
+def edge_origin(config: Config) -> OriginSpec:
+    """How CloudFront reaches :func:`edge_origin_name`: its adapter's ``cloudfront_origin()``.
+
+    Building an adapter and asking for its CloudFront origin loads no cloud SDK and resolves
+    no secret, so this is safe at synth time.
+
+    Raises:
+        RegistryError: the origin's type has no registered adapter.
+        MissingExtra: the adapter's module needs an extra that is not installed.
+    """
+    # Deferred: bundling is imported by the CDK construct, which must not load adapters
+    # (or their SDKs) unless it really needs an adapter's edge face.
+    from backorigin.adapters import create_adapter
+
+    adapter = create_adapter(config.origin(edge_origin_name(config)))
+    try:
+        return adapter.cloudfront_origin()
+    finally:
+        adapter.close()
+
+
+def _install_cached(
+    requirements: list[str], target: Path, cache_dir: Path, *, python: str, arch: Arch
+) -> None:
+    """Install ``requirements`` into ``target`` through a cache of installed trees."""
+    if not requirements:
+        return
+    facts = {"requirements": sorted(requirements), "python": python, "arch": arch, "layout": 1}
+    key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
+    cached = cache_dir / f"deps-{key}"
+    if not cached.is_dir():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir))
+        try:
+            _pip_install(requirements, staging, python=python, arch=arch)
+            # A rename is atomic: a concurrent build either wins or finds the complete tree.
+            try:
+                staging.rename(cached)
+            except OSError:
+                if not cached.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(cached, target, symlinks=True, dirs_exist_ok=True, copy_function=_link)
+
+
+def _link(source: str, destination: str) -> None:
+    """Hard-link a cached file into a bundle (copy it where links are impossible)."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def _pip_install(requirements: list[str], target: Path, *, python: str, arch: Arch) -> None:

@@ -40,8 +40,6 @@ def serve(
     request to the legacy origin, the viewer gets the origin's response, and a fetcher thread
     copies the object into the bucket so the next request is served from it. Ctrl-C stops.
     """
-    from aiohttp import web  # deferred: the local extra is optional
-
     from backorigin.local import LocalCloudFront
     from backorigin.testing.servers import SeaweedFS
     from backorigin.transfer.bucket import make_s3_client
@@ -76,7 +74,7 @@ def serve(
             f"{endpoint}); Ctrl-C stops",
             err=True,
         )
-        web.run_app(server.app(), host=host, port=port, print=None, access_log=None)
+        server.run()
     finally:
         if embedded is not None:
             embedded.stop()

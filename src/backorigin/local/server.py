@@ -170,6 +170,10 @@ class LocalCloudFront:
             await self._session.close()
         await asyncio.get_running_loop().run_in_executor(None, self.queue.stop)
 
+    def run(self) -> None:
+        """Serve in the foreground until Ctrl-C or SIGTERM, then shut down cleanly."""
+        web.run_app(self.app(), host=self.host, port=self.port, print=None, access_log=None)
+
     def start(self) -> LocalCloudFront:
         """Serve in a background thread; returns once the socket is bound."""
         ready = threading.Event()
