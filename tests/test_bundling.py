@@ -67,7 +67,15 @@ def test_the_edge_bundle_carries_only_what_it_needs(edge_bundle: Path) -> None:
         assert heavy not in top
     package = {p.name for p in (edge_bundle / "backorigin").iterdir()}
     assert not package & {"cdk", "cli", "local", "testing"}
-    assert not list(edge_bundle.rglob("*.pyc"))
+    # Built for this interpreter, so precompiled (a read-only bundle cannot cache bytecode).
+    assert (edge_bundle / "backorigin" / "keys.py").exists()
+    assert list((edge_bundle / "backorigin" / "__pycache__").glob("keys.*.pyc"))
+
+
+def test_bytecode_only_for_the_matching_interpreter(tmp_path: Path) -> None:
+    other = "3.12" if LOCAL_PYTHON != "3.12" else "3.13"
+    target = bundle(load_config(HTTP_CONFIG), tmp_path / "b", python=other, install=False)
+    assert not list(target.rglob("*.pyc"))
 
 
 def test_the_edge_bundle_runs_alone_in_a_clean_interpreter(edge_bundle: Path) -> None:

@@ -17,11 +17,13 @@ __all__ = [
     "requirements_for",
 ]
 
+import compileall
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
 import os
+import py_compile
 import re
 import shutil
 import subprocess
@@ -169,7 +171,8 @@ def bundle(
         arch: The function's architecture.
         queue_name: Name of the copy queue (baked for the edge function).
         queue_region: Region of the copy queue.
-        install: Install dependencies with pip (tests may skip this step).
+        install: Install dependencies with pip (tests may skip this step). When ``python`` is
+            this interpreter's version, the bundle is also precompiled to bytecode.
         cache_dir: Keep the installed dependencies here, one directory per set of
             requirements, Python version and architecture, and link them into later bundles
             instead of running pip again (default: no cache). Delete it to pick up newer
@@ -209,7 +212,27 @@ def bundle(
             _pip_install(requirements, target, python=python, arch=arch)
         else:
             _install_cached(requirements, target, Path(cache_dir), python=python, arch=arch)
+    if python == f"{sys.version_info.major}.{sys.version_info.minor}":
+        _precompile(target)
     return target
+
+
+def _precompile(target: Path) -> None:
+    """Compile the bundle's modules, as the runtime's own Python would.
+
+    A Lambda bundle is read-only, so modules that ship without bytecode are compiled again at
+    every cold start. Bytecode is only valid for the interpreter that wrote it, hence only when
+    it matches the runtime. Hash-based ``.pyc`` files do not depend on file times, which the
+    deployment package does not keep.
+    """
+    ok = compileall.compile_dir(
+        str(target),
+        quiet=2,
+        workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not ok:
+        raise BundleError(f"some modules in {target} do not compile")
 
 
 def edge_origin_name(config: Config) -> str:
