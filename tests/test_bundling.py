@@ -138,6 +138,7 @@ def test_fetcher_needs_the_sdks_of_its_origins() -> None:
     assert {"boto3", "aws-lambda-powertools", "google-cloud-storage", "pydantic"} <= needs
     assert "azure-storage-blob" not in needs
     assert "click" not in needs
+    assert "rich" not in needs
 
 
 def test_edge_is_x86_64_only(tmp_path: Path) -> None:

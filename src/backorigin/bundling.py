@@ -53,8 +53,10 @@ _EDGE_NEEDS: dict[tuple[str, str], list[str]] = {
 }
 # The core packages the edge imports (the rest of the core is the fetcher's).
 _EDGE_CORE = ("pydantic", "pyyaml", "urllib3")
+# Core dependencies only the command line uses.
+_CLI_ONLY = frozenset({"click", "rich"})
 # backorigin subpackages that never run in Lambda.
-_NOT_IN_LAMBDA = ("cdk", "cli", "local", "testing")
+_NOT_IN_LAMBDA = ("cdk", "cli", "local", "prewarm", "testing")
 _PLATFORMS: dict[Arch, list[str]] = {
     "x86_64": ["manylinux_2_28_x86_64", "manylinux2014_x86_64"],
     "arm64": ["manylinux_2_28_aarch64", "manylinux2014_aarch64"],
@@ -105,7 +107,7 @@ def requirements_for(config: Config, role: Role) -> list[str]:
             mode = getattr(getattr(origin, "auth", None), "mode", "")
             needed += _EDGE_NEEDS.get((origin.type, str(mode)), [])
     else:
-        needed += [r for r in core if _name(r) != "click"]
+        needed += [r for r in core if _name(r) not in _CLI_ONLY]
         for origin in config.origins:
             needed += extras.get(origin.type, [])
     for target in _third_party(config).values():

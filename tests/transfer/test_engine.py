@@ -215,6 +215,14 @@ def test_too_large_is_refused_before_reading(bucket: str, seaweedfs: Any, s3_cli
     assert engine.visible_keys() == []
 
 
+def test_reserved_keys_are_refused(engine: Engine) -> None:
+    engine.origins["primary"].put(".backorigin/leases/x.json", b"{}")
+    result = engine.engine.copy(".backorigin/leases/x.json")
+    assert result.outcome is CopyOutcome.FAILED
+    assert "reserved" in (result.reason or "")
+    assert engine.visible_keys() == []
+
+
 def test_invalid_key_fails_without_touching_anything(engine: Engine) -> None:
     result = engine.engine.copy("a/../b")
     assert result.outcome is CopyOutcome.FAILED

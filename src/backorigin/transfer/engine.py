@@ -32,7 +32,7 @@ from backorigin.errors import (
     PreconditionFailed,
     TransientOriginError,
 )
-from backorigin.keys import Route, Router, Target, bucket_key
+from backorigin.keys import RESERVED_PREFIX, Route, Router, Target, bucket_key, is_reserved
 from backorigin.transfer.bucket import Bucket, BucketError, Conflict, Exists, make_s3_client
 from backorigin.transfer.digest import ObjectDigests, crc32c
 from backorigin.transfer.lease import Lease, LeaseLost
@@ -121,6 +121,8 @@ class CopyEngine:
         def result(outcome: CopyOutcome, **fields: Any) -> CopyResult:
             return CopyResult(key, outcome, seconds=time.monotonic() - started, **fields)
 
+        if is_reserved(key):
+            return result(CopyOutcome.FAILED, reason=f"keys under {RESERVED_PREFIX!r} are reserved")
         try:
             route = self.router.route(key)
         except InvalidKey as exc:
@@ -162,11 +164,12 @@ class CopyEngine:
         try:
             if self.bucket.head(s3_key) is not None:  # finished by another copier meanwhile
                 return result(CopyOutcome.EXISTS, **fields)
-            lease.start_heartbeat()
             if info.size <= part_size_for(info.size, self.config.transfer.part_size):
+                # One part is far quicker than the lease's TTL: no heartbeat thread needed.
                 self._copy_single(target, info, s3_key)
                 resumed = 0
             else:
+                lease.start_heartbeat()
                 resumed = self._copy_multipart(target, info, s3_key, lease, deadline)
             return result(CopyOutcome.COPIED, bytes=info.size, resumed_parts=resumed, **fields)
         except Exists:

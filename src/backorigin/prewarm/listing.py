@@ -1,0 +1,257 @@
+"""Walking the origins for prewarm: origin keys back to the viewer keys that reach them.
+
+Copy jobs carry *viewer* keys (what a request URI decodes to), because that is what the copy
+engine and the fetcher route, rewrite and store under. Listing, however, walks an origin's own
+key space. This module plans which origin prefixes to list for a viewer-key prefix and maps
+every listed origin key back through the routes' rewrites.
+
+The inverse of a route's rewrite (``strip_prefix`` then ``add_prefix``) is computed
+symbolically and then *checked forward* with the same :class:`~backorigin.keys.Router` the edge
+and the copy engine use: a viewer key is emitted only if routing it really sends the copy path
+to that origin and that origin key. So the routes apply exactly as on the serving path, by
+construction. Rewrites are not always invertible; what happens then:
+
+* **several viewer keys reach one origin object** (e.g. a catch-all route with
+  ``strip_prefix: static/`` serves both ``static/a`` and ``a`` from origin key ``a``): every
+  such viewer key is emitted, since viewers can request each and each is its own object in S3;
+  :attr:`Walk.aliases` counts the extra ones;
+* **no viewer key reaches an origin object** (no route sends anything there, a route is
+  shadowed by an earlier one, a suffix does not match, the origin key lacks the route's
+  ``add_prefix``, or the viewer key would be invalid or reserved): nothing can ever request it,
+  so it is skipped; :attr:`Walk.unreachable` counts them and keeps a few examples;
+* **one viewer key is listed at several origins** (a route's primary and its fallbacks): it is
+  emitted once, with the information of the first origin that listed it; which origin's bytes
+  are copied is decided by the copy engine exactly as for a viewer request (primary first).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Job", "Scan", "Walk", "plan_scans", "routable", "viewer_keys"]
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from backorigin.adapters import OriginAdapter
+from backorigin.config.models import Config, RouteConfig
+from backorigin.errors import InvalidKey, NotSupported, ObjectNotFound
+from backorigin.keys import Router, Target, is_reserved
+from backorigin.types import ObjectInfo
+
+log = logging.getLogger("backorigin.prewarm")
+
+_EXAMPLES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One key to prewarm.
+
+    Attributes:
+        key: The viewer key (as a request URI decodes to), which is also the S3 key below the
+            bucket prefix.
+        origin: The origin whose listing produced the job (None for keys given by the user).
+        info: What that listing said about the object; its ``key`` is the origin-side key.
+    """
+
+    key: str
+    origin: str | None = None
+    info: ObjectInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One listing to run: an origin and the origin-side key prefix to list."""
+
+    origin: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """The inverse view of one route (or of the default route when there are none)."""
+
+    origins: tuple[str, ...]
+    strip: str
+    add: str
+
+
+def _rules(config: Config) -> list[tuple[RouteConfig | None, _Rule]]:
+    if not config.routes:
+        return [(None, _Rule((config.origins[0].name,), "", ""))]
+    return [
+        (
+            route,
+            _Rule(
+                (route.origin, *route.fallback),
+                route.rewrite.strip_prefix,
+                route.rewrite.add_prefix,
+            ),
+        )
+        for route in config.routes
+    ]
+
+
+def _origin_prefix(viewer: str, strip: str, add: str) -> str:
+    """The shortest origin prefix covering every rewrite of keys that start with ``viewer``."""
+    if not strip or viewer.startswith(strip):
+        return add + viewer[len(strip) :]
+    if strip.startswith(viewer):
+        # Keys under ``viewer`` that start with ``strip`` lose it (origin keys: add + anything),
+        # the others keep their full text (add + viewer...); ``add`` covers both.
+        return add
+    return add + viewer
+
+
+def plan_scans(config: Config, prefix: str = "") -> list[Scan]:
+    """The listings that find every origin object a viewer key starting with ``prefix`` reaches.
+
+    One scan per origin and origin-side prefix; prefixes covered by a shorter one of the same
+    origin are merged into it. Origins no route leads to are not listed: nothing reaches them.
+    """
+    wanted: dict[str, set[str]] = {}
+    for route, rule in _rules(config):
+        route_prefix = route.prefix if route is not None else ""
+        if prefix.startswith(route_prefix):
+            viewer = prefix
+        elif route_prefix.startswith(prefix):
+            viewer = route_prefix
+        else:
+            continue  # no key starts with both
+        origin_prefix = _origin_prefix(viewer, rule.strip, rule.add)
+        for origin in rule.origins:
+            wanted.setdefault(origin, set()).add(origin_prefix)
+    scans: list[Scan] = []
+    for origin in [o.name for o in config.origins]:
+        kept: list[str] = []
+        for candidate in sorted(wanted.get(origin, ()), key=len):
+            if not any(candidate.startswith(shorter) for shorter in kept):
+                kept.append(candidate)
+        scans.extend(Scan(origin, p) for p in sorted(kept))
+    return scans
+
+
+def viewer_keys(config: Config, router: Router, origin: str, origin_key: str) -> list[str]:
+    """Every viewer key whose copy path reads ``origin_key`` from ``origin``.
+
+    Candidates come from inverting each route's rewrite; each is kept only if
+    :meth:`Router.route` (the serving path's own routing) sends it to this exact target.
+    Reserved keys (under ``.backorigin/``) are never returned: viewers cannot ask for them.
+    """
+    target = Target(origin, origin_key)
+    found: list[str] = []
+    for _, rule in _rules(config):
+        if origin not in rule.origins or not origin_key.startswith(rule.add):
+            continue
+        rest = origin_key[len(rule.add) :]
+        candidates = [rule.strip + rest]
+        if rule.strip and not rest.startswith(rule.strip):
+            candidates.append(rest)  # a viewer key that never had the prefix to strip
+        for key in candidates:
+            if key in found or is_reserved(key):
+                continue
+            try:
+                route = router.route(key)
+            except (InvalidKey, ObjectNotFound):
+                continue
+            if target in route.targets:
+                found.append(key)
+    return found
+
+
+@dataclass
+class Walk:
+    """Lists the origins and yields :class:`Job` s for the viewer keys under a prefix.
+
+    Iterate it once. The counters are updated as the walk goes, so a progress display can read
+    them while it runs.
+
+    Args:
+        config: The configuration whose routes map keys.
+        adapter: Returns the adapter of an origin by name.
+        prefix: Only viewer keys starting with this are produced.
+
+    Attributes:
+        listed: Objects the origins listed.
+        jobs: Jobs produced.
+        aliases: Jobs beyond the first for one origin object (several viewer keys reach it).
+        unreachable: Listed objects no viewer key reaches (skipped).
+        duplicates: Viewer keys listed at more than one origin (produced once).
+        unreachable_examples: A few ``(origin, origin key)`` of the unreachable objects.
+        not_listable: Origins that cannot be listed, with the reason (their keys are missing).
+        bytes: Sum of the listed sizes of the produced jobs.
+    """
+
+    config: Config
+    adapter: Callable[[str], OriginAdapter[Any]]
+    prefix: str = ""
+    listed: int = 0
+    jobs: int = 0
+    aliases: int = 0
+    unreachable: int = 0
+    duplicates: int = 0
+    bytes: int = 0
+    unreachable_examples: list[tuple[str, str]] = field(default_factory=list)
+    not_listable: dict[str, str] = field(default_factory=dict)
+
+    def scans(self) -> list[Scan]:
+        """The listings this walk runs, in order."""
+        return plan_scans(self.config, self.prefix)
+
+    def __iter__(self) -> Iterator[Job]:
+        router = Router(self.config)
+        scans = self.scans()
+        # A viewer key can only come up twice when more than one origin is listed (a route's
+        # primary and its fallbacks); only then is remembering the keys worth its memory.
+        seen: set[str] | None = set() if len({s.origin for s in scans}) > 1 else None
+        for scan in scans:
+            if scan.origin in self.not_listable:
+                continue
+            try:
+                listing = self.adapter(scan.origin).list(scan.prefix)
+                for info in listing:
+                    self.listed += 1
+                    keys = [
+                        key
+                        for key in viewer_keys(self.config, router, scan.origin, info.key)
+                        if key.startswith(self.prefix)
+                    ]
+                    if not keys:
+                        self.unreachable += 1
+                        if len(self.unreachable_examples) < _EXAMPLES:
+                            self.unreachable_examples.append((scan.origin, info.key))
+                        continue
+                    self.aliases += len(keys) - 1
+                    for key in keys:
+                        if seen is not None:
+                            if key in seen:
+                                self.duplicates += 1
+                                continue
+                            seen.add(key)
+                        self.jobs += 1
+                        self.bytes += info.size
+                        yield Job(key, scan.origin, info)
+            except NotSupported as exc:
+                log.warning("origin %s cannot be listed: %s", scan.origin, exc)
+                self.not_listable[scan.origin] = str(exc)
+
+
+def routable(
+    router: Router, keys: Iterable[str], reject: Callable[[str, str], None]
+) -> Iterator[str]:
+    """The ``keys`` the serving path can route; the others go to ``reject(key, reason)``.
+
+    A distributed prewarm checks keys before it enqueues them: the fetcher would fail an
+    invalid key (and SQS would retry it into the dead-letter queue) or find no route for it.
+    """
+    for key in keys:
+        if is_reserved(key):
+            reject(key, "keys under .backorigin/ are reserved")
+            continue
+        try:
+            router.route(key)
+        except (InvalidKey, ObjectNotFound) as exc:
+            reject(key, str(exc))
+            continue
+        yield key

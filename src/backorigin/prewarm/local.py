@@ -1,0 +1,322 @@
+"""Local prewarm: a pool of worker threads copying jobs through one shared copy engine.
+
+Re-running after an interruption continues where the last run stopped, without a journal: an
+object already in S3 costs one S3 HEAD and no origin request (the engine's own check), since
+the engine only ever creates complete, verified objects. For listed jobs the S3 object is also
+compared with what the origin listed (size, and the provenance the engine recorded: origin,
+version, ETag); a copy of an older version is reported ``stale`` and left alone, because the
+engine never overwrites.
+
+A key another copier holds a lease on (``in_progress``: a fetcher Lambda, or the previous run
+killed mid-copy) is tried again after a pause until about twice ``copy.lease_ttl`` has passed,
+the time a dead copier's lease needs to expire.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LocalPrewarm", "Outcome", "Status", "Tally", "compare"]
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from backorigin.errors import InvalidKey, ObjectNotFound
+from backorigin.keys import RESERVED_PREFIX, bucket_key, is_reserved
+from backorigin.prewarm.keys_file import KeyWriter
+from backorigin.prewarm.listing import Job
+from backorigin.transfer import CopyEngine, CopyOutcome
+from backorigin.transfer.bucket import BucketError, StoredObject
+from backorigin.transfer.engine import PROVENANCE_PREFIX
+
+log = logging.getLogger("backorigin.prewarm")
+
+_EXAMPLES = 20
+
+
+class Status(StrEnum):
+    """How prewarming one key ended: the copy engine's outcomes plus ``stale`` and ``invalid``.
+
+    ``invalid`` is a key no viewer can request (it fails validation or lies under the engine's
+    reserved ``.backorigin/`` prefix); the engine would call it ``failed``, but retrying cannot
+    help, so it is kept out of the retry list.
+    """
+
+    COPIED = "copied"
+    EXISTS = "exists"
+    STALE = "stale"
+    IN_PROGRESS = "in_progress"
+    NOT_FOUND = "not_found"
+    TOO_LARGE = "too_large"
+    INVALID = "invalid"
+    FAILED = "failed"
+
+    @property
+    def ok(self) -> bool:
+        """Whether S3 now holds an up-to-date copy."""
+        return self in (Status.COPIED, Status.EXISTS)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether running the key again may help (these go to ``--failed-out``)."""
+        return self in (Status.FAILED, Status.IN_PROGRESS)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of prewarming one key."""
+
+    key: str
+    status: Status
+    bytes: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+
+
+@dataclass
+class Tally:
+    """Counts of a run, updated from the worker threads.
+
+    Attributes:
+        counts: Keys per status.
+        bytes: Bytes copied into S3.
+        examples: Up to 20 ``(key, reason)`` per status that is not ``ok``.
+        error: Why the run stopped early (e.g. a listing failed), if it did.
+    """
+
+    counts: Counter[Status] = field(default_factory=Counter)
+    bytes: int = 0
+    examples: dict[Status, list[tuple[str, str]]] = field(default_factory=dict)
+    error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def done(self) -> int:
+        """Keys finished so far."""
+        return sum(self.counts.values())
+
+    @property
+    def ok(self) -> bool:
+        """Whether every key ended ``copied`` or ``exists`` and nothing stopped the run."""
+        return self.error is None and all(s.ok for s, n in self.counts.items() if n)
+
+    def add(self, outcome: Outcome) -> None:
+        """Count ``outcome``."""
+        with self._lock:
+            self.counts[outcome.status] += 1
+            self.bytes += outcome.bytes
+            if not outcome.status.ok:
+                kept = self.examples.setdefault(outcome.status, [])
+                if len(kept) < _EXAMPLES:
+                    kept.append((outcome.key, outcome.reason or ""))
+
+
+def _etag(value: str) -> str:
+    return value.removeprefix("W/").strip('"')
+
+
+def compare(stored: StoredObject, job: Job) -> str | None:
+    """Why the S3 object is not a copy of the object the origin listed, or None if it is.
+
+    A copy made from another origin of the route (its ``backorigin-origin`` provenance names
+    the primary while a fallback listed the job) is what a viewer request would have made too,
+    so it counts as current. Otherwise the size must match and, for copies the engine made,
+    the origin version or ETag it recorded; an object written to S3 by other means can only be
+    judged by its size. Matching ETags count as the same content even when the version tokens
+    differ (an S3 origin lists ETags while HEAD also states the VersionId).
+    """
+    info = job.info
+    if info is None:
+        return None
+    metadata = stored.metadata
+    copied_from = metadata.get(PROVENANCE_PREFIX + "origin")
+    if copied_from is not None and copied_from != job.origin:
+        return None  # copied from another origin of the route: the primary wins, as for viewers
+    if stored.size != info.size:
+        return f"S3 holds {stored.size} bytes; the origin lists {info.size}"
+    if copied_from is None:
+        return None  # written to S3 by other means: the size is all there is to compare
+    version = metadata.get(PROVENANCE_PREFIX + "origin-version")
+    etag = metadata.get(PROVENANCE_PREFIX + "origin-etag")
+    if version is not None and info.version is not None and version == info.version:
+        return None
+    if etag is not None and info.etag is not None and _etag(etag) == _etag(info.etag):
+        return None
+    if (version is None or info.version is None) and (etag is None or info.etag is None):
+        return None  # nothing to compare beyond the size
+    return (
+        f"S3 holds version {version or etag} copied from {job.origin}; "
+        f"the origin now lists {info.version or info.etag}"
+    )
+
+
+@dataclass(order=True)
+class _Retry:
+    due: float
+    seq: int
+    job: Job = field(compare=False)
+    give_up: float = field(compare=False)
+
+
+class LocalPrewarm:
+    """Copies jobs with ``concurrency`` threads through one :class:`CopyEngine`.
+
+    Args:
+        engine: The copy engine (shared by every worker; it is thread-safe).
+        concurrency: Keys copied at once.
+        failed: Receives the keys worth retrying (``failed``, and ``in_progress`` still held
+            when the retry window closed).
+        on_outcome: Called from the worker threads with each final outcome (progress display).
+        retry_window: How long a key that stays ``in_progress`` is retried (default: twice
+            ``copy.lease_ttl`` plus 5 s).
+        clock: Monotonic clock (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        engine: CopyEngine,
+        *,
+        concurrency: int = 16,
+        failed: KeyWriter | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        retry_window: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.engine = engine
+        self.concurrency = concurrency
+        self.failed = failed if failed is not None else KeyWriter(None)
+        self.on_outcome = on_outcome
+        ttl = float(engine.config.transfer.lease_ttl)
+        self.retry_window = retry_window if retry_window is not None else 2 * ttl + 5
+        self.retry_interval = min(max(ttl / 4, 0.5), 5.0)
+        self.tally = Tally()
+        self._clock = clock
+        self._cv = threading.Condition()
+        self._inflight = 0
+        self._retries: list[_Retry] = []
+        self._seq = itertools.count()
+
+    # --- one key ------------------------------------------------------------------------------
+
+    def prewarm(self, job: Job) -> Outcome:
+        """Prewarm one key: compare a listed object with S3, copy it when it is missing."""
+        started = time.monotonic()
+        if is_reserved(job.key):
+            return Outcome(
+                job.key, Status.INVALID, reason=f"keys under {RESERVED_PREFIX} are reserved"
+            )
+        try:
+            self.engine.router.route(job.key)
+        except InvalidKey as exc:
+            return Outcome(job.key, Status.INVALID, reason=str(exc))
+        except ObjectNotFound:
+            pass  # no route: the engine reports it as not_found
+        if job.info is not None:
+            try:
+                stored = self.engine.bucket.head(bucket_key(self.engine.config, job.key))
+            except BucketError as exc:
+                return Outcome(job.key, Status.FAILED, reason=str(exc))
+            if stored is not None:
+                why = compare(stored, job)
+                status = Status.EXISTS if why is None else Status.STALE
+                return Outcome(job.key, status, seconds=time.monotonic() - started, reason=why)
+        result = self.engine.copy(job.key)
+        return Outcome(
+            job.key,
+            Status(result.outcome.value),
+            bytes=result.bytes if result.outcome is CopyOutcome.COPIED else 0,
+            seconds=result.seconds,
+            reason=result.reason,
+        )
+
+    # --- the pool -----------------------------------------------------------------------------
+
+    def run(self, jobs: Iterable[Job]) -> Tally:
+        """Prewarm every job; returns the tally (also kept in :attr:`tally`).
+
+        An exception raised by ``jobs`` itself (a listing that failed) stops the run: the
+        copies in flight finish and :attr:`Tally.error` says why. ``KeyboardInterrupt`` stops
+        it the same way and is re-raised.
+        """
+        source: Iterator[Job] = iter(jobs)
+        exhausted = False
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="backorigin-prewarm") as pool:
+            try:
+                while True:
+                    with self._cv:
+                        # Keep at most 2 x concurrency jobs queued: bounded memory, busy workers.
+                        while self._inflight >= 2 * self.concurrency:
+                            self._cv.wait()
+                        retry = self._due_retry()
+                        job = retry.job if retry else None
+                        give_up = retry.give_up if retry else None
+                    if job is None and not exhausted:
+                        try:
+                            job = next(source)
+                        except StopIteration:
+                            exhausted = True
+                        except Exception as exc:
+                            log.error("stopping: %s", exc)
+                            self.tally.error = f"{type(exc).__name__}: {exc}"
+                            exhausted = True
+                    if job is None:
+                        with self._cv:
+                            if exhausted and not self._retries and self._inflight == 0:
+                                break
+                            self._cv.wait(self._wait_time())
+                        continue
+                    with self._cv:
+                        self._inflight += 1
+                    pool.submit(self._work, job, give_up)
+            except BaseException:
+                with self._cv:
+                    self._retries.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return self.tally
+
+    def _due_retry(self) -> _Retry | None:
+        if self._retries and self._retries[0].due <= self._clock():
+            return heapq.heappop(self._retries)
+        return None
+
+    def _wait_time(self) -> float | None:
+        if self._retries:
+            return max(0.0, self._retries[0].due - self._clock())
+        return None if self._inflight else 0.0
+
+    def _work(self, job: Job, give_up: float | None) -> None:
+        try:
+            outcome = self.prewarm(job)
+        except Exception as exc:  # the engine does not raise; anything here is a bug to report
+            log.exception("prewarming %s failed unexpectedly", job.key)
+            outcome = Outcome(job.key, Status.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        now = self._clock()
+        if outcome.status is Status.IN_PROGRESS:
+            limit = give_up if give_up is not None else now + self.retry_window
+            if now + self.retry_interval <= limit:
+                with self._cv:
+                    retry = _Retry(now + self.retry_interval, next(self._seq), job, limit)
+                    heapq.heappush(self._retries, retry)
+                    self._inflight -= 1
+                    self._cv.notify_all()
+                return
+        self.tally.add(outcome)
+        if outcome.status.retryable:
+            self.failed.write(outcome.key)
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome)
+            except Exception:
+                log.exception("the progress callback failed")
+        with self._cv:
+            self._inflight -= 1
+            self._cv.notify_all()

@@ -1,0 +1,231 @@
+"""Local prewarm from a real HTTP origin into SeaweedFS: killed half way, resumed, counted."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from prewarm_helpers import (
+    payload,
+    prewarm_argv,
+    read_all,
+    run_prewarm,
+    stored_keys,
+    summary,
+)
+
+from backorigin.testing.http_origin import HttpOriginServer
+from backorigin.transfer.bucket import Bucket
+from backorigin.transfer.lease import Lease
+
+COUNT = 2000
+SIZE = 1024
+WORKERS = 8
+
+
+def write_config(path: Path, bucket: str, seaweedfs: Any, origin: HttpOriginServer) -> Path:
+    path.write_text(
+        f"bucket: {{name: {bucket}, endpoint_url: '{seaweedfs.url}', region: us-east-1}}\n"
+        "origins:\n"
+        f"  - {{name: web, type: http, base_url: '{origin.url}', retries: 0, backoff: 10ms}}\n"
+        # A killed copier's lease expires after a second, so the re-run need not wait long.
+        "copy: {lease_ttl: 1s}\n"
+    )
+    return path
+
+
+def test_a_killed_prewarm_resumes_and_reads_each_object_once(
+    tmp_path: Path,
+    origin: HttpOriginServer,
+    seaweedfs: Any,
+    s3_client: Any,
+    bucket: str,
+    environment: dict[str, str],
+) -> None:
+    keys = [f"kill/{i % 25:02d}/object-{i:04d}.bin" for i in range(COUNT)]
+    data = {key: payload(SIZE, key) for key in keys}
+    for key in keys:
+        origin.put(key, data[key], headers={"Content-Type": "application/octet-stream"})
+    origin.reset_counters()
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text("".join(k + "\n" for k in keys))
+    config = write_config(tmp_path / "backorigin.yaml", bucket, seaweedfs, origin)
+
+    started = time.monotonic()
+    process = subprocess.Popen(
+        prewarm_argv(str(config), "--keys", str(key_file), "--concurrency", str(WORKERS)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=environment,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while sum(1 for k in keys if origin.bytes_served(k)) < COUNT // 2:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the first run never got half way"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    first_run = time.monotonic() - started
+
+    before = stored_keys(s3_client, bucket)
+    read_before = {k for k in keys if origin.bytes_served(k)}
+    assert 0.3 * COUNT < len(before) < 0.7 * COUNT, len(before)
+    assert before <= read_before
+
+    started = time.monotonic()
+    again = run_prewarm(
+        environment,
+        str(config),
+        "--keys",
+        str(key_file),
+        "--concurrency",
+        str(WORKERS),
+        "--failed-out",
+        str(tmp_path / "failed.txt"),
+    )
+    second_run = time.monotonic() - started
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = summary(again.stdout)
+    # Exactly what the killed run stored is skipped; everything else is copied now.
+    assert rows["exists"] == str(len(before))
+    assert rows["copied"] == str(COUNT - len(before))
+    assert rows["failed"] == "0"
+    assert (tmp_path / "failed.txt").read_text() == ""
+
+    assert stored_keys(s3_client, bucket) == set(keys)
+    assert read_all(s3_client, bucket, keys) == data
+    head = s3_client.head_object(Bucket=bucket, Key=keys[0])
+    assert head["ContentType"] == "application/octet-stream"
+    assert head["Metadata"]["backorigin-origin"] == "web"
+
+    # The origin served each object's bytes once. The only exceptions are the few objects
+    # that were in flight when the process was killed: read, but never stored.
+    served = {k: origin.bytes_served(k) for k in keys}
+    twice = {k for k, n in served.items() if n == 2 * SIZE}
+    assert all(n in (SIZE, 2 * SIZE) for n in served.values())
+    assert twice <= read_before - before
+    assert len(twice) <= WORKERS
+    print(
+        f"\nfirst run killed after {first_run:.1f}s with {len(before)} stored; "
+        f"re-run {second_run:.1f}s; {len(twice)} object(s) read twice (in flight at the kill)"
+    )
+
+
+def test_failures_are_written_for_a_retry_and_set_the_exit_status(
+    tmp_path: Path,
+    origin: HttpOriginServer,
+    seaweedfs: Any,
+    s3_client: Any,
+    bucket: str,
+    environment: dict[str, str],
+) -> None:
+    keys = [f"retry/{i}.txt" for i in range(6)]
+    for key in keys:
+        origin.put(key, key.encode())
+    origin.fail(keys[1], times=10, status=500)
+    origin.fail(keys[4], times=10, status=503)
+    key_file = tmp_path / "keys.txt"
+    # A missing key and keys no viewer can ask for: final outcomes, not retried.
+    invalid = ["a/../b", ".backorigin/leases/x.json"]
+    key_file.write_text("".join(k + "\n" for k in [*keys, "retry/missing.txt", *invalid]))
+    config = write_config(tmp_path / "backorigin.yaml", bucket, seaweedfs, origin)
+    failed = tmp_path / "failed.txt"
+
+    first = run_prewarm(
+        environment, str(config), "--keys", str(key_file), "--failed-out", str(failed)
+    )
+    assert first.returncode == 1, first.stdout + first.stderr
+    rows = summary(first.stdout)
+    assert (rows["copied"], rows["not found"], rows["failed"]) == ("4", "1", "2")
+    assert rows["invalid key"] == "2"
+    assert sorted(failed.read_text().splitlines()) == sorted([keys[1], keys[4]])
+    assert "retry/1.txt" in first.stderr
+    assert "500" in first.stderr
+    assert f"run again with --keys {failed}" in first.stderr
+
+    origin.clear_faults()
+    usage = run_prewarm(
+        environment, str(config), "--keys", str(failed), "--failed-out", str(failed)
+    )
+    assert usage.returncode == 2, usage.stderr
+    assert "must not be the --keys file" in usage.stderr
+    retry = run_prewarm(environment, str(config), "--keys", "-", input_text=failed.read_text())
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    rows = summary(retry.stdout)
+    assert (rows["copied"], rows["failed"]) == ("2", "0")
+    assert stored_keys(s3_client, bucket) == set(keys)
+
+
+def test_usage_errors(tmp_path: Path, environment: dict[str, str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "bucket: {name: some-bucket}\n"
+        "origins: [{name: web, type: http, base_url: 'http://127.0.0.1:9/'}]\n"
+    )
+    neither = run_prewarm(environment, str(config))
+    assert neither.returncode == 2
+    assert "exactly one of --keys FILE and --list" in neither.stderr
+    both = run_prewarm(environment, str(config), "--keys", "-", "--list")
+    assert both.returncode == 2
+
+
+def test_a_key_another_copier_holds_is_retried_until_its_lease_expires(
+    tmp_path: Path,
+    origin: HttpOriginServer,
+    seaweedfs: Any,
+    s3_client: Any,
+    bucket: str,
+    environment: dict[str, str],
+) -> None:
+    keys = ["held/a.txt", "held/b.txt"]
+    for key in keys:
+        origin.put(key, key.encode())
+    # A copier that died holding the lease of held/a.txt (lease_ttl 1s in the config).
+    lease = Lease.acquire(Bucket(s3_client, bucket), "", keys[0], ttl=1.0)
+    assert lease is not None
+    config = write_config(tmp_path / "backorigin.yaml", bucket, seaweedfs, origin)
+    result = run_prewarm(environment, str(config), "--keys", "-", input_text="\n".join(keys))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary(result.stdout)["copied"] == "2"
+    assert stored_keys(s3_client, bucket) == set(keys)
+
+
+def test_an_interrupted_run_stops_cleanly_with_a_summary(
+    tmp_path: Path,
+    origin: HttpOriginServer,
+    seaweedfs: Any,
+    s3_client: Any,
+    bucket: str,
+    environment: dict[str, str],
+) -> None:
+    keys = [f"slow/{i:02d}.txt" for i in range(20)]
+    for key in keys:
+        origin.put(key, key.encode())
+        origin.stall(key, 0.4)
+    config = write_config(tmp_path / "backorigin.yaml", bucket, seaweedfs, origin)
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text("\n".join(keys))
+    process = subprocess.Popen(
+        prewarm_argv(str(config), "--keys", str(key_file), "--concurrency", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    deadline = time.monotonic() + 30
+    while not stored_keys(s3_client, bucket):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    origin.clear_faults()
+    assert process.returncode == 130, out + err
+    assert "prewarm (interrupted)" in out
+    done = stored_keys(s3_client, bucket)
+    assert 0 < len(done) < len(keys)
+    assert summary(out)["copied"] == str(len(done))
