@@ -35,7 +35,7 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http import HTTPStatus
@@ -92,6 +92,7 @@ error carries ``retry_after`` and the caller (the queue) waits, not a Lambda's c
 _BASE_HEADERS = {"User-Agent": f"backorigin/{__version__}", "Accept-Encoding": SKIP_HEADER}
 _DRAIN_LIMIT = 64 * 1024  # unread bodies up to this size are read to keep the connection
 _POOL_SIZE = 32  # connections kept per host; the copy engine reads ranges in parallel
+_SIZES_KEPT = 10_000  # sizes seen at HEAD for ETag-pinned reads, per adapter
 
 Resolver = Callable[[str], Iterable[str]]
 """Host name → the IP addresses it resolves to (as strings)."""
@@ -409,10 +410,10 @@ class _Pin:
             served = http_date(headers.get("last-modified"))
             if served is not None and served != self.last_modified:
                 raise PreconditionFailed(f"{what}: the object changed (Last-Modified)")
-            if total is not None and total != self.size:
-                raise PreconditionFailed(
-                    f"{what}: the object changed (size {total}, pinned {self.size})"
-                )
+        if self.size is not None and total is not None and total != self.size:
+            raise PreconditionFailed(
+                f"{what}: the object changed (size {total}, pinned {self.size})"
+            )
 
 
 def _int(value: str | None) -> int | None:
@@ -464,6 +465,7 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
     ) -> None:
         super().__init__(config, secrets=secrets)
         self._resolve: Resolver = resolver if resolver is not None else resolve_host
+        self._sizes: dict[tuple[str, str], int] = {}  # (key, ETag token) → size at HEAD
         self._base = urlsplit(config.base_url)
         self._retry = _OriginRetry(
             total=config.retries,
@@ -509,6 +511,10 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
         url = self._url(key)
         what = f"GET {key!r}{f' ({range})' if range else ''} at origin {self.name!r}"
         pin = _Pin.parse(version) if version is not None else None
+        if pin is not None and pin.size is None:
+            # A strong ETag token carries no size, but the HEAD that returned it stated one:
+            # a response of another total size is another object, whatever its ETag says.
+            pin = replace(pin, size=self._sizes.get((key, version or "")))
         headers: dict[str, str] = {}
         if range is not None:
             headers["Range"] = range.header()
@@ -652,11 +658,16 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
                 lower = name.lower()
                 if lower.startswith(prefix) and len(lower) > len(prefix):
                     metadata[lower[len(prefix) :]] = headers[name]
+        version = version_token(etag, last_modified, size)
+        if version is not None and version == etag:
+            if len(self._sizes) >= _SIZES_KEPT:
+                self._sizes.clear()
+            self._sizes[(key, version)] = size
         return ObjectInfo(
             key=key,
             size=size,
             etag=etag,
-            version=version_token(etag, last_modified, size),
+            version=version,
             last_modified=http_date(last_modified),
             content_type=headers.get("content-type"),
             content_encoding=headers.get("content-encoding"),
@@ -757,7 +768,14 @@ class _BodyStream(Iterator[bytes]):
         finished = clean = False
         try:
             try:
-                for chunk in response.stream(chunk_size, decode_content=False):
+                while True:
+                    # read1: what one receive brings. A read() of chunk_size that times out
+                    # midway would lose the bytes it already had, and the resume would ask
+                    # for them again instead of starting at the first missing byte.
+                    chunk = response.read1(chunk_size, decode_content=False)
+                    if not chunk:
+                        finished = True
+                        break
                     received += len(chunk)
                     if skip:
                         dropped = min(skip, len(chunk))
@@ -769,8 +787,6 @@ class _BodyStream(Iterator[bytes]):
                         yield chunk
                     if limit is not None and delivered >= limit:
                         break
-                else:
-                    finished = True
             except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
                 raise _transport_error(exc, what) from exc
             if finished and announced is not None and received != announced:

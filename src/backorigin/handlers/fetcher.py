@@ -59,7 +59,12 @@ class FetcherHandler:
     def __call__(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         try:
             if "Records" in event:
-                processor = BatchProcessor(event_type=EventType.SQS)
+                # A batch whose every copy must be retried is reported like any other, not
+                # raised: raising would count as a fetcher error (and alarm) for routine
+                # in_progress and failed copies, and with batches of one that is every one.
+                processor = BatchProcessor(
+                    event_type=EventType.SQS, raise_on_entire_batch_failure=False
+                )
                 response = process_partial_response(
                     event=event,
                     record_handler=lambda record: self._on_record(record, context),

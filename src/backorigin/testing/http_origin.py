@@ -10,8 +10,8 @@ this module adds what a test needs around it:
 * counters of requests and bytes served per key, so a test can assert "the origin served the
   bytes once";
 * fault hooks: answer 503 with ``Retry-After`` N times, redirect, ignore ``Range``, drop the
-  connection after N body bytes, stall, refuse ``HEAD``, weak ETags, hidden headers,
-  required (auth) headers.
+  connection after N body bytes, go quiet after N body bytes, stall, refuse ``HEAD``, weak
+  ETags, hidden headers, required (auth) headers.
 
 The server runs its own event loop in a background thread, so synchronous code (and the
 urllib3-based adapter) can talk to it::
@@ -132,6 +132,9 @@ class _Behaviour:
     ignore_range: bool = False
     drop_after: int | None = None
     drop_times: int | None = None
+    pause_after: int | None = None
+    pause_seconds: float = 0.0
+    pause_times: int | None = None
     before_get: Callable[[int], None] | None = None
     gets: int = 0
     stall: float = 0.0
@@ -387,6 +390,18 @@ class HttpOriginServer:
         """
         self._hook(key, drop_after=nbytes, drop_times=times)
 
+    def stall_after(
+        self, key: str, nbytes: int, seconds: float, *, times: int | None = None
+    ) -> None:
+        """For GETs of ``key``: send ``nbytes`` of the body, go quiet for ``seconds``, then
+        send the rest (if the client is still there).
+
+        Like :meth:`drop_after` (ranges honoured, validators sent), but the connection stays
+        open: a client with a shorter read timeout gives up mid-body. ``times`` limits how
+        many GETs stall (all of them if None).
+        """
+        self._hook(key, pause_after=nbytes, pause_seconds=seconds, pause_times=times)
+
     def on_get(self, key: str, callback: Callable[[int], None]) -> None:
         """Call ``callback(n)`` before serving the n-th GET of ``key`` (n counts from 1).
 
@@ -441,6 +456,10 @@ class HttpOriginServer:
             if dropping and behaviour.drop_times is not None:
                 dropping = behaviour.drop_times > 0
                 behaviour.drop_times -= 1 if dropping else 0
+            pausing = behaviour.pause_after is not None and request.method == "GET"
+            if pausing and behaviour.pause_times is not None:
+                pausing = behaviour.pause_times > 0
+                behaviour.pause_times -= 1 if pausing else 0
             if request.method == "GET":
                 behaviour.gets += 1
             gets = behaviour.gets
@@ -474,6 +493,10 @@ class HttpOriginServer:
                 raise ConnectionResetError("client disconnected")
         if dropping and behaviour.drop_after is not None:
             return await self._send_and_drop(request, key, path, sidecar, behaviour.drop_after)
+        if pausing and behaviour.pause_after is not None:
+            return await self._send_and_drop(
+                request, key, path, sidecar, behaviour.pause_after, behaviour.pause_seconds
+            )
         if behaviour.ignore_range:
             return _RangeBlindFileResponse(path, headers=sidecar)
         return web.FileResponse(path, headers=sidecar)
@@ -485,7 +508,9 @@ class HttpOriginServer:
         path: Path,
         headers: dict[str, str],
         nbytes: int,
+        pause: float | None = None,
     ) -> web.StreamResponse:
+        """Send ``nbytes`` of the body, then hang up, or (with ``pause``) wait and send the rest."""
         data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
         stat = path.stat()
         wanted = request.http_range  # aiohttp parses Range into a slice
@@ -505,8 +530,16 @@ class HttpOriginServer:
         await response.write(body[:nbytes])
         with self._lock:
             self._bytes[key] += min(nbytes, len(body))
-        # Ending the response without the announced bytes and closing the connection is
-        # exactly what a server that crashes mid-body looks like to the client.
+        if pause is not None:
+            await asyncio.sleep(pause)
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("client disconnected")  # it gave up: nothing more
+            await response.write(body[nbytes:])
+            with self._lock:
+                self._bytes[key] += max(len(body) - nbytes, 0)
+            await response.write_eof()
+        # Without a pause: ending the response short of the announced bytes and closing the
+        # connection is exactly what a server that crashes mid-body looks like to the client.
         return response
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ["CopyEngine", "IntegrityError"]
 
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -218,12 +219,11 @@ class CopyEngine:
         digests = ObjectDigests(info.checksums)
         digests.update(data)
         self._verify(digests, info)
-        self.bucket.put_new(
-            s3_key,
-            data,
-            self._attributes(target, info),
-            crc32c=_crc_bytes(crc32c(data)),
-            md5=info.checksums.md5,
+        attributes = self._attributes(target, info)
+        self._create_only(
+            lambda: self.bucket.put_new(
+                s3_key, data, attributes, crc32c=_crc_bytes(crc32c(data)), md5=info.checksums.md5
+            )
         )
 
     def _copy_multipart(
@@ -240,14 +240,21 @@ class CopyEngine:
         upload_id, done = self._resume(target, info, s3_key, lease, part_size, parts)
         if upload_id is None:
             upload_id = self.bucket.create_upload(s3_key, self._attributes(target, info))
-        lease.update(
-            origin=target.origin,
-            version=info.version,
-            size=info.size,
-            part_size=part_size,
-            upload_id=upload_id,
-            parts=[(n, base64.b64encode(crc).decode()) for n, (_, crc) in sorted(done.items())],
-        )
+        try:
+            lease.update(
+                origin=target.origin,
+                version=info.version,
+                size=info.size,
+                part_size=part_size,
+                upload_id=upload_id,
+                parts=[(n, base64.b64encode(crc).decode()) for n, (_, crc) in sorted(done.items())],
+            )
+        except BaseException:
+            # The lease does not name this upload, so no later copy would ever resume it.
+            with contextlib.suppress(BucketError):
+                self.bucket.abort_upload(s3_key, upload_id)
+            raise
+        self._abort_strays(s3_key, upload_id)
         resumed = len(done)
         # The whole-object digests need every byte in order, so only a copy that reads them
         # all checks them; a resumed copy relies on S3's per-part CRC32C checks and the size.
@@ -363,16 +370,37 @@ class CopyEngine:
         if stopping and any(p.number not in done for p in todo):
             raise _DeadlineReached("time ran out; the next attempt resumes this copy")
 
+    def _abort_strays(self, s3_key: str, keep: str) -> None:
+        """Abort the key's other open multipart uploads; best effort.
+
+        Under the lease nobody else may upload this key, so they are orphans: left by a copier
+        that died before recording its upload in the lease, or by a CreateMultipartUpload whose
+        response was lost and which botocore retried.
+        """
+        try:
+            for key, upload_id in self.bucket.open_uploads(s3_key):
+                if key == s3_key and upload_id != keep:
+                    log.info("aborting an orphaned multipart upload of %s", s3_key)
+                    self.bucket.abort_upload(s3_key, upload_id)
+        except BucketError as exc:  # the bucket's lifecycle rule aborts them eventually
+            log.warning("could not clean up orphaned uploads of %s: %s", s3_key, exc)
+
     def _complete(self, s3_key: str, upload_id: str, done: dict[int, tuple[str, bytes]]) -> None:
         parts = {n: (etag, crc) for n, (etag, crc) in done.items()}
+        self._create_only(lambda: self.bucket.complete_new(s3_key, upload_id, parts))
+
+    @staticmethod
+    def _create_only(write: Callable[[], object]) -> None:
+        """Run a create-only write, retrying S3's 409 ConditionalRequestConflict (a concurrent
+        conditional write on the key), as S3 asks: up to three retries."""
         for attempt in range(4):
             try:
-                self.bucket.complete_new(s3_key, upload_id, parts)
+                write()
                 return
             except Conflict:
                 if attempt == 3:
                     raise
-                time.sleep(0.2 * 2**attempt)  # a concurrent conditional write; S3 says retry
+                time.sleep(0.2 * 2**attempt)
 
     def _read(self, target: Target, info: ObjectInfo, start: int, stop: int) -> bytearray:
         """Bytes ``[start, stop)`` of the object, pinned to its version.
