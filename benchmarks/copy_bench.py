@@ -17,10 +17,10 @@ must also leave no lease and no open multipart upload. Variants are interleaved 
 and each result is the median of the rounds. Nothing here asserts a timing: it measures and
 reports (Markdown on stdout or ``--markdown-out``, raw runs with ``--json-out``).
 
-Example (the issue's set: 1 GiB three times for throughput, 256 MiB and 2 GiB once for RSS)::
+Example (the full set: 1 GiB three times for throughput, 256 MiB and 2 GiB once for RSS)::
 
     .venv/bin/python benchmarks/copy_bench.py --size 1GiB:3 --size 256MiB:1 --size 2GiB:1 \\
-        --engine 16MiB:8 --engine 16MiB:2
+        --engine 16MiB:8 --engine 16MiB:3
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class EngineSetting:
 
     @property
     def rss_bound(self) -> int:
-        """The issue's memory bound in bytes: 3 * part_size * concurrency + 100 MiB."""
+        """The memory bound in bytes: 3 * part_size * concurrency + 100 MiB."""
         return 3 * self.part_size * self.concurrency + 100 * MiB
 
 
@@ -609,7 +609,7 @@ def size_report(size: int, runs: list[Run], cases: list[Case]) -> list[str]:
 
 
 def targets_report(summaries: dict[str, Summary]) -> list[str]:
-    """The issue's targets for each backorigin case against the baselines and bounds."""
+    """The targets for each backorigin case against the baselines and bounds."""
     by_variant: dict[str, list[Summary]] = {}
     for s in summaries.values():
         by_variant.setdefault(s.variant, []).append(s)
