@@ -86,7 +86,7 @@ def _backorigin_requirements() -> tuple[list[str], dict[str, list[str]]]:
     return core, extras
 
 
-def _third_party(config: Config) -> dict[str, str]:
+def _adapter_targets(config: Config) -> dict[str, str]:
     """``type → module:Class`` for every configured origin type, built-ins included."""
     adapters: dict[str, str] = {}
     for origin in config.origins:
@@ -110,7 +110,7 @@ def requirements_for(config: Config, role: Role) -> list[str]:
         needed += [r for r in core if _name(r) not in _CLI_ONLY]
         for origin in config.origins:
             needed += extras.get(origin.type, [])
-    for target in _third_party(config).values():
+    for target in _adapter_targets(config).values():
         module = target.partition(":")[0]
         if module.startswith("backorigin."):
             continue
@@ -190,7 +190,7 @@ def bundle(
     if target.exists() and any(target.iterdir()):
         raise BundleError(f"{target} is not empty")
     target.mkdir(parents=True, exist_ok=True)
-    adapters = _third_party(loaded)
+    adapters = _adapter_targets(loaded)
     _copy_package("backorigin", target, exclude=_NOT_IN_LAMBDA)
     for module_target in adapters.values():
         module = module_target.partition(":")[0]

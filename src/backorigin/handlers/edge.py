@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_plus
 
 from backorigin.adapters import OriginAdapter, create_adapter
 from backorigin.config.models import Config
@@ -62,8 +63,6 @@ def _filter_query(query: str, allowed: frozenset[str]) -> str:
     """Keep only the parameters named in ``allowed``, in their original encoding."""
     if not query or not allowed:
         return ""
-    from urllib.parse import unquote_plus
-
     kept = [pair for pair in query.split("&") if unquote_plus(pair.split("=", 1)[0]) in allowed]
     return "&".join(kept)
 
