@@ -108,8 +108,10 @@ class SecretResolver:
     Args:
         ttl: How long a resolved value is reused before it is read again, so rotated
             secrets are picked up without a restart.
-        secretsmanager_client: A Secrets Manager client; built from boto3's default
-            session (region taken from the ARN when it has one) on first use otherwise.
+        secretsmanager_client: A Secrets Manager client used for every secret. Default:
+            one client per region, built from boto3's default session on first use; a
+            secret given by ARN is read in the ARN's region, one given by name in the
+            session's region.
         environ: The environment to read ``env`` references from (default ``os.environ``).
     """
 
@@ -125,6 +127,7 @@ class SecretResolver:
         self._environ = environ
         self._lock = threading.Lock()
         self._cache: dict[SecretSource, tuple[float, SecretStr]] = {}
+        self._regional: dict[str | None, SecretsManagerClient] = {}
 
     def resolve(self, ref: SecretRef) -> SecretStr:
         """The secret's value.
@@ -178,9 +181,16 @@ class SecretResolver:
         return str(document[key])
 
     def _secretsmanager(self, secret_id: str) -> SecretsManagerClient:
-        if self._client is None:
-            import boto3  # deferred: only configs that use Secrets Manager pay for boto3
+        if self._client is not None:
+            return self._client
+        # A secret lives in one region: each ARN is read through a client of its own region
+        # (secrets of one config may be spread over several).
+        region = (secret_id.split(":")[3] or None) if secret_id.startswith("arn:") else None
+        with self._lock:
+            client = self._regional.get(region)
+            if client is None:
+                import boto3  # deferred: only configs that use Secrets Manager pay for boto3
 
-            region = secret_id.split(":")[3] if secret_id.startswith("arn:") else None
-            self._client = boto3.client("secretsmanager", region_name=region or None)
-        return self._client
+                client = boto3.client("secretsmanager", region_name=region)
+                self._regional[region] = client
+        return client
