@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ByteRange", "Checksums", "ObjectInfo", "OriginRequest", "OriginSpec"]
+__all__ = [
+    "PROVENANCE_FIELDS",
+    "PROVENANCE_HEADERS",
+    "PROVENANCE_PREFIX",
+    "ByteRange",
+    "Checksums",
+    "ObjectInfo",
+    "OriginRequest",
+    "OriginSpec",
+]
 
 import base64
 from collections.abc import Mapping
@@ -14,6 +23,24 @@ from typing import Literal
 from backorigin.errors import InvalidRange
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+PROVENANCE_PREFIX = "backorigin-"
+"""Prefix of the user-metadata names a copy records its provenance under."""
+
+PROVENANCE_FIELDS = (
+    "origin",
+    "origin-key",
+    "origin-version",
+    "origin-etag",
+    "origin-last-modified",
+    "copied-at",
+)
+"""Every provenance field a copy may record, without the prefix. The copy engine writes no
+other name under :data:`PROVENANCE_PREFIX`, so this list is complete: whatever hides
+provenance from viewers (CloudFront removes headers by exact name) reads it from here."""
+
+PROVENANCE_HEADERS = tuple(f"x-amz-meta-{PROVENANCE_PREFIX}{name}" for name in PROVENANCE_FIELDS)
+"""The response headers S3 serves the provenance fields as."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,12 +39,10 @@ from backorigin.transfer.digest import ObjectDigests, crc32c
 from backorigin.transfer.lease import Lease, LeaseLost
 from backorigin.transfer.outcome import CopyOutcome, CopyResult
 from backorigin.transfer.plan import Part, part_size_for, plan_parts
-from backorigin.types import ByteRange, ObjectInfo
+from backorigin.types import PROVENANCE_FIELDS, ByteRange, ObjectInfo
+from backorigin.types import PROVENANCE_PREFIX as PROVENANCE_PREFIX  # re-exported
 
 log = logging.getLogger("backorigin.transfer")
-
-PROVENANCE_PREFIX = "backorigin-"
-"""User-metadata names the engine writes (``backorigin-origin``, ``…-copied-at``, …)."""
 
 
 class IntegrityError(BackoriginError):
@@ -488,6 +486,8 @@ class CopyEngine:
             "origin-last-modified": info.last_modified.isoformat() if info.last_modified else None,
             "copied-at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        # Viewers are shielded from exactly PROVENANCE_FIELDS; a new field is added there.
+        assert provenance.keys() == set(PROVENANCE_FIELDS)
         for name, value in provenance.items():
             if value is not None and _header_safe(value):
                 metadata[PROVENANCE_PREFIX + name] = value
