@@ -10,7 +10,11 @@ Objects live at ``base_url + prefix + key`` (the key percent-encoded, see
   (``If-Unmodified-Since`` and a size check), see :func:`version_token`;
 * passes bytes through raw: ``Content-Encoding`` is never decoded;
 * follows redirects itself, and only to targets :func:`check_redirect` allows (SSRF
-  protection: no hop to cloud metadata addresses or private networks).
+  protection: no hop to cloud metadata addresses or private networks);
+* looks every host name up once per hop and connects to exactly the addresses that lookup
+  returned (and, for a redirect, that :func:`check_redirect` approved), while ``Host``, TLS SNI
+  and certificate checks stay on the name: a DNS answer that changes between the check and
+  the connection (DNS rebinding) cannot move a connection anywhere else.
 
 Status codes are mapped to :mod:`backorigin.errors` in :func:`_status_error` and urllib3's
 exceptions in :func:`_transport_error`; nowhere else.
@@ -34,6 +38,9 @@ import ipaddress
 import re
 import socket
 import ssl
+import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -41,11 +48,12 @@ from email.utils import format_datetime
 from http import HTTPStatus
 from http.client import HTTPException
 from types import MappingProxyType, TracebackType
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import urllib3
-from urllib3 import HTTPHeaderDict
+from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     LocationValueError,
@@ -57,7 +65,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.response import BaseHTTPResponse
-from urllib3.util import SKIP_HEADER, Retry, Timeout
+from urllib3.util import SKIP_HEADER, Retry, Timeout, parse_url
+from urllib3.util.connection import create_connection
 
 from backorigin import __version__
 from backorigin.adapters.base import ObjectStream, OriginAdapter
@@ -92,10 +101,11 @@ error carries ``retry_after`` and the caller (the queue) waits, not a Lambda's c
 _BASE_HEADERS = {"User-Agent": f"backorigin/{__version__}", "Accept-Encoding": SKIP_HEADER}
 _DRAIN_LIMIT = 64 * 1024  # unread bodies up to this size are read to keep the connection
 _POOL_SIZE = 32  # connections kept per host; the copy engine reads ranges in parallel
+_POOLS_KEPT = 16  # (scheme, host, port, addresses) pools kept per adapter, least recent dropped
 _SIZES_KEPT = 10_000  # sizes seen at HEAD for ETag-pinned reads, per adapter
 
 Resolver = Callable[[str], Iterable[str]]
-"""Host name → the IP addresses it resolves to (as strings)."""
+"""Host name → the IP addresses it resolves to (as strings), most preferred first."""
 
 
 # --- redirect policy (SSRF protection) ------------------------------------------------------
@@ -117,9 +127,10 @@ _CATEGORY_NOTES = {
 
 
 def resolve_host(host: str) -> list[str]:
-    """Every address ``host`` resolves to (literal IPs are returned as they are)."""
+    """Every address ``host`` resolves to, in ``getaddrinfo``'s order of preference, without
+    duplicates (literal IPs are returned as they are)."""
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _category(address: str) -> str:
@@ -160,8 +171,8 @@ def check_redirect(
     allowed_hosts: Iterable[str] = (),
     *,
     resolve: Resolver = resolve_host,
-) -> None:
-    """Refuse a redirect an origin must not be allowed to send us to.
+) -> list[str]:
+    """Refuse a redirect an origin must not be allowed to send us to; else its addresses.
 
     A target is allowed when its scheme is http or https, it carries no credentials, its host
     is the base URL's host or one of ``allowed_hosts``, and every address the host resolves
@@ -174,6 +185,10 @@ def check_redirect(
         target_url: The absolute URL the redirect points to.
         allowed_hosts: Other host names redirects may lead to.
         resolve: Host name → addresses; :func:`resolve_host` (DNS) by default.
+
+    Returns:
+        The target host's addresses, every one of them approved. Connect to these and no
+        others: a second lookup may answer differently (DNS rebinding).
 
     Raises:
         PermissionDenied: the redirect is refused; the message says why.
@@ -214,6 +229,7 @@ def check_redirect(
                 f"{host!r} resolves to {address}, which is {_CATEGORY_NOTES[category]}, "
                 f"and the base URL's host {base_host!r} is not"
             )
+    return addresses
 
 
 # --- error mapping --------------------------------------------------------------------------
@@ -293,6 +309,124 @@ class _OriginRetry(Retry):
                 reason = ResponseError(f"Retry-After of {wait:.0f}s is too long to wait")
                 raise MaxRetryError(_pool, url, reason)  # type: ignore[arg-type]
         return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+# --- connections to approved addresses only ------------------------------------------------
+
+
+def _open_socket(connection: HTTPConnection, addresses: tuple[str, ...]) -> socket.socket:
+    """A socket to the first of ``addresses`` that accepts, on the connection's port.
+
+    This replaces urllib3's own connect, which would look the host name up again: the
+    addresses come from the one lookup that was checked, and no other is ever tried.
+    Failures are raised as urllib3 raises them, so its retries and our mapping still apply.
+    """
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            sock = create_connection(
+                (address, connection.port),
+                connection.timeout,
+                source_address=connection.source_address,
+                socket_options=connection.socket_options,
+            )
+        except OSError as exc:  # refused or unreachable: try the next approved address
+            error = exc
+            continue
+        sys.audit("http.client.connect", connection, connection.host, connection.port)
+        return sock
+    if isinstance(error, TimeoutError):
+        raise ConnectTimeoutError(
+            connection,
+            f"Connection to {connection.host} timed out. (connect timeout={connection.timeout})",
+        ) from error
+    reason = error if error is not None else "no address to connect to"
+    raise NewConnectionError(connection, f"Failed to establish a new connection: {reason}")
+
+
+class _PinnedHTTPConnection(HTTPConnection):
+    """An HTTP connection to fixed addresses; ``Host`` still names the host."""
+
+    def __init__(self, *args: Any, addresses: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.addresses = addresses
+
+    def _new_conn(self) -> socket.socket:
+        return _open_socket(self, self.addresses)
+
+
+class _PinnedHTTPSConnection(HTTPSConnection):
+    """An HTTPS connection to fixed addresses. urllib3 wraps the socket with SNI and the
+    certificate check on ``host`` (the name), never on the address."""
+
+    def __init__(self, *args: Any, addresses: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.addresses = addresses
+
+    def _new_conn(self) -> socket.socket:
+        return _open_socket(self, self.addresses)
+
+
+class _PinnedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PinnedHTTPConnection
+
+
+class _PinnedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PinnedHTTPSConnection
+
+
+_PoolKey = tuple[str, str, int, tuple[str, ...]]
+
+
+class _PinnedPools:
+    """Connection pools by scheme, host, port *and* the addresses approved for them.
+
+    A pooled connection is reused only by a request whose own lookup approved the very same
+    addresses; when DNS answers differently, the request gets a pool (and connections) of
+    its own. The least recently used pools beyond :data:`_POOLS_KEPT` are closed.
+    """
+
+    def __init__(self, *, maxsize: int, timeout: Timeout, retries: Retry) -> None:
+        self._settings: dict[str, Any] = {
+            "maxsize": maxsize,
+            "timeout": timeout,
+            "retries": retries,
+        }
+        self._pools: OrderedDict[_PoolKey, HTTPConnectionPool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, scheme: str, host: str, port: int, addresses: tuple[str, ...]
+    ) -> HTTPConnectionPool:
+        """The pool for ``host`` whose connections go to ``addresses`` only."""
+        key = (scheme, host, port, addresses)
+        evicted: list[HTTPConnectionPool] = []
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
+            kind = _PinnedHTTPSPool if scheme == "https" else _PinnedHTTPPool
+            pool = kind(host, port, addresses=addresses, **self._settings)
+            self._pools[key] = pool
+            while len(self._pools) > _POOLS_KEPT:
+                evicted.append(self._pools.popitem(last=False)[1])
+        for old in evicted:  # requests still running on them close their connection after
+            old.close()
+        return pool
+
+    def keys(self) -> list[_PoolKey]:
+        """``(scheme, host, port, addresses)`` of every pool kept."""
+        with self._lock:
+            return list(self._pools)
+
+    def clear(self) -> None:
+        """Close every pool."""
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.close()
 
 
 # --- metadata --------------------------------------------------------------------------------
@@ -450,7 +584,9 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
     Args:
         config: The origin's config.
         secrets: Resolves the auth secrets.
-        resolver: Host name → addresses, used to judge redirects (DNS by default).
+        resolver: Host name → addresses (DNS by default). Every connection goes to an
+            address it returned, looked up once per request and redirect hop; for a redirect
+            these are the addresses :func:`check_redirect` judged.
     """
 
     config_model: ClassVar[type[HttpOrigin]] = HttpOrigin
@@ -477,7 +613,7 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
             raise_on_status=False,
             raise_on_redirect=False,
         )
-        self._pool = urllib3.PoolManager(
+        self._pool = _PinnedPools(
             maxsize=_POOL_SIZE,
             timeout=Timeout(connect=config.connect_timeout, read=config.read_timeout),
             retries=self._retry,
@@ -584,6 +720,7 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
     ) -> BaseHTTPResponse:
         """One request, following allowed redirects; the body is left unread."""
         current = url
+        addresses = self._lookup(current, what)  # the configured host: trusted, not judged
         for _hop in range(self.config.max_redirects + 1):
             # Case-insensitive, and the operation's own headers (Range, If-Match, …) last:
             # a configured auth header can neither duplicate nor override them.
@@ -591,18 +728,7 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
             if self._trusted(current):
                 request_headers.update(self._auth_headers())
             request_headers.update(headers)
-            try:
-                response = self._pool.urlopen(
-                    method,
-                    current,
-                    headers=request_headers,
-                    redirect=False,
-                    retries=self._retry,
-                    preload_content=False,
-                    decode_content=False,
-                )
-            except urllib3.exceptions.HTTPError as exc:
-                raise _transport_error(exc, what) from exc
+            response = self._request(method, current, addresses, request_headers, what)
             if response.status not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("location")
@@ -610,14 +736,58 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
             if not location:
                 raise OriginError(f"{what}: HTTP {response.status} without a Location")
             target = urljoin(current, location.strip())
-            check_redirect(
+            # Every hop is judged, and the next connection goes to what was judged.
+            approved = check_redirect(
                 self.config.base_url, target, self.config.redirect_hosts, resolve=self._resolve
             )
+            addresses = tuple(approved)
             current = target
         raise OriginError(
             f"{what}: more than {self.config.max_redirects} redirect(s), "
             f"the last to {_safe_url(current)}"
         )
+
+    def _lookup(self, url: str, what: str) -> tuple[str, ...]:
+        """The addresses of ``url``'s host, from one lookup."""
+        host = _normal_host(urlsplit(url).hostname)
+        try:
+            addresses = tuple(_addresses(host, self._resolve))
+        except (OSError, UnicodeError) as exc:
+            raise TransientOriginError(
+                f"{what}: cannot connect (the host name does not resolve)"
+            ) from exc
+        if not addresses:
+            raise TransientOriginError(f"{what}: cannot connect (the host name does not resolve)")
+        return addresses
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        addresses: tuple[str, ...],
+        headers: HTTPHeaderDict,
+        what: str,
+    ) -> BaseHTTPResponse:
+        """Send one request to ``addresses`` (urllib3 retries it there); body left unread."""
+        try:
+            parsed = parse_url(url)
+            if not parsed.host:
+                raise LocationValueError("no host")
+            scheme = (parsed.scheme or "http").lower()
+            port = parsed.port or (443 if scheme == "https" else 80)
+            pool = self._pool.get(scheme, parsed.host.lower(), port, addresses)
+            return pool.urlopen(
+                method,
+                parsed.request_uri,
+                headers=headers,
+                redirect=False,
+                assert_same_host=False,
+                retries=self._retry,
+                preload_content=False,
+                decode_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise _transport_error(exc, what) from exc
 
     @staticmethod
     def _discard(response: BaseHTTPResponse) -> None:
