@@ -6,7 +6,7 @@ import base64
 import hashlib
 import socket
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -35,6 +35,7 @@ from backorigin.errors import (
 from backorigin.testing.conformance import payload
 from backorigin.testing.http_origin import HttpOriginServer, object_headers
 from backorigin.types import ByteRange, OriginRequest
+from net_support import LocalAuthority, ScriptedServer, make_authority, twin_servers
 
 MakeAdapter = Callable[..., HttpAdapter]
 
@@ -478,8 +479,162 @@ def test_redirect_to_the_metadata_service_is_refused_without_connecting(
     adapter = make_http_adapter(redirect_hosts=["169.254.169.254"], connect_timeout=0.2)
     with pytest.raises(PermissionDenied, match="link-local"):
         adapter.head(ns + "evil")
-    hosts = {host for _, host, _, _ in adapter._pool.keys()}
+    hosts = {host for _, host, _, _ in adapter._pool.pool_keys()}
     assert hosts == {"127.0.0.1"}
+
+
+def test_every_redirect_hop_is_judged_not_only_the_first(
+    origin_server: HttpOriginServer, make_http_adapter: MakeAdapter, ns: str
+) -> None:
+    """A same-host hop first, then one to a host nobody allowed: the second is refused too."""
+    with ScriptedServer("127.0.0.2") as decoy:
+        decoy.answer("/x", body=b"stolen")
+        origin_server.redirect(ns + "src", origin_server.url + ns + "mid")
+        origin_server.redirect(ns + "mid", decoy.url() + "/x")
+        with pytest.raises(PermissionDenied, match="redirect_hosts"):
+            make_http_adapter().read(ns + "src")
+        # Listed, but a name that resolves to the metadata service, two hops in.
+        origin_server.redirect(ns + "mid", f"http://cdn.test:{decoy.port}/x")
+        listed = make_http_adapter(
+            redirect_hosts=["cdn.test"],
+            resolver=lambda host: ["169.254.169.254"],
+            connect_timeout=0.2,
+        )
+        with pytest.raises(PermissionDenied, match="link-local"):
+            listed.read(ns + "src")
+        assert decoy.requests() == []
+    assert origin_server.request_count(ns + "mid") == 2
+
+
+class ChangingResolver:
+    """A DNS that gives one answer to the first lookup of a name and another after it."""
+
+    def __init__(self, first: dict[str, list[str]], later: dict[str, list[str]]) -> None:
+        self.first = first
+        self.later = later
+        self.asked: list[str] = []
+
+    def __call__(self, host: str) -> list[str]:
+        answer = self.later if host in self.asked else self.first
+        self.asked.append(host)
+        if host not in answer:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return answer[host]
+
+
+@pytest.fixture
+def twins() -> Iterator[tuple[ScriptedServer, ScriptedServer]]:
+    """(approved, decoy): scripted servers on 127.0.0.2 and 127.0.0.1, on the same port.
+
+    ``localhost`` is 127.0.0.1 to the system resolver, so a connection that looked the name
+    up again by itself would land on the decoy."""
+    decoy, approved = twin_servers("127.0.0.1", "127.0.0.2")
+    with approved, decoy:
+        yield approved, decoy
+
+
+def test_a_redirect_connects_to_the_address_that_was_checked(
+    origin_server: HttpOriginServer,
+    make_http_adapter: MakeAdapter,
+    ns: str,
+    twins: tuple[ScriptedServer, ScriptedServer],
+) -> None:
+    approved, decoy = twins
+    approved.answer("/x", body=b"checked address")
+    decoy.answer("/x", body=b"rebound")
+    origin_server.redirect(ns + "src", f"http://localhost:{approved.port}/x")
+    # Checked: 127.0.0.2. Any later lookup: the metadata service (or, for the system
+    # resolver, 127.0.0.1: the decoy).
+    dns = ChangingResolver({"localhost": ["127.0.0.2"]}, {"localhost": ["169.254.169.254"]})
+    adapter = make_http_adapter(redirect_hosts=["localhost"], resolver=dns, connect_timeout=0.5)
+    assert adapter.read_bytes(ns + "src") == b"checked address"
+    assert dns.asked == ["localhost"]  # one lookup, and the connection used its answer
+    assert decoy.requests() == []
+    assert approved.requests("/x")[0].headers["host"] == f"localhost:{approved.port}"
+
+
+def test_the_origin_itself_is_reached_at_the_address_looked_up(
+    make_http_adapter: MakeAdapter, twins: tuple[ScriptedServer, ScriptedServer]
+) -> None:
+    approved, decoy = twins
+    approved.answer("/k", body=b"looked up", ETag='"1"')
+    dns = ChangingResolver({"localhost": ["127.0.0.2"]}, {"localhost": ["127.0.0.1"]})
+    adapter = make_http_adapter(base_url=f"http://localhost:{approved.port}/", resolver=dns)
+    assert adapter.read_bytes("k") == b"looked up"
+    assert dns.asked == ["localhost"]
+    assert decoy.requests() == []
+
+
+@pytest.fixture(scope="module")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> LocalAuthority:
+    """A test CA and a certificate for ``localhost`` and 127.0.0.1 (not for 127.0.0.2)."""
+    return make_authority(tmp_path_factory.mktemp("tls"), ["localhost"], ["127.0.0.1"])
+
+
+@pytest.fixture
+def trust_authority(authority: LocalAuthority, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the test CA the one OpenSSL's default verify paths (and so urllib3) trust."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca_file))
+
+
+@pytest.mark.usefixtures("trust_authority")
+def test_tls_names_the_host_while_connecting_to_the_pinned_address(
+    make_http_adapter: MakeAdapter, authority: LocalAuthority
+) -> None:
+    """127.0.0.2 is not in the certificate: it verifies only if SNI and the hostname check
+    use the name, as they must; a name the certificate does not carry still fails."""
+    with ScriptedServer("127.0.0.2", tls=authority) as server:
+        server.answer("/k", body=b"over tls")
+        adapter = make_http_adapter(
+            base_url=f"https://localhost:{server.port}/", resolver=lambda host: ["127.0.0.2"]
+        )
+        assert adapter.read_bytes("k") == b"over tls"
+        assert server.requests("/k")[0].headers["host"] == f"localhost:{server.port}"
+        wrong = make_http_adapter(
+            base_url=f"https://not-in-the-cert.test:{server.port}/",
+            resolver=lambda host: ["127.0.0.2"],
+        )
+        with pytest.raises(OriginError, match="certificate verification failed"):
+            wrong.read("k")
+
+
+@pytest.mark.usefixtures("trust_authority")
+@pytest.mark.parametrize("hop", ["downgrade", "other-host", "same-origin"])
+@pytest.mark.parametrize("mode", ["basic", "bearer", "headers"])
+def test_credentials_follow_a_redirect_only_to_the_same_https_host(
+    make_http_adapter: MakeAdapter,
+    authority: LocalAuthority,
+    origin_secrets: dict[str, str],
+    mode: str,
+    hop: str,
+) -> None:
+    with (
+        ScriptedServer("127.0.0.1", tls=authority) as secure,
+        ScriptedServer("127.0.0.1") as plain,
+    ):
+        targets = {
+            "downgrade": (plain, f"http://localhost:{plain.port}/target"),
+            "other-host": (secure, f"https://127.0.0.1:{secure.port}/target"),
+            "same-origin": (secure, f"https://localhost:{secure.port}/target"),
+        }
+        server, location = targets[hop]
+        secure.redirect("/src", location)
+        server.answer("/target", body=b"moved")
+        adapter = make_http_adapter(
+            base_url=f"https://localhost:{secure.port}/",
+            auth=AUTH_CONFIGS[mode],
+            redirect_hosts=["127.0.0.1"],
+            resolver=lambda host: ["127.0.0.1"],
+        )
+        assert adapter.read_bytes("src") == b"moved"
+        expected = expected_auth(mode, origin_secrets)
+        sent = secure.requests("/src")[0].headers
+        assert {name: sent.get(name) for name in expected} == expected
+        received = server.requests("/target")[0].headers
+        if hop == "same-origin":
+            assert {name: received.get(name) for name in expected} == expected
+        else:
+            assert not set(expected) & set(received), f"credentials sent on a {hop} redirect"
 
 
 def test_redirect_loops_stop_at_max_redirects(

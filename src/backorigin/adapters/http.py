@@ -415,7 +415,7 @@ class _PinnedPools:
             old.close()
         return pool
 
-    def keys(self) -> list[_PoolKey]:
+    def pool_keys(self) -> list[_PoolKey]:
         """``(scheme, host, port, addresses)`` of every pool kept."""
         with self._lock:
             return list(self._pools)
