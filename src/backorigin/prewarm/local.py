@@ -276,10 +276,15 @@ class LocalPrewarm:
                     with self._cv:
                         self._inflight += 1
                     pool.submit(self._work, job, give_up)
-            except BaseException:
+            except BaseException as exc:
                 with self._cv:
                     self._retries.clear()
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+                if isinstance(exc, KeyboardInterrupt):
+                    # Say why the process does not exit at once: a copy in flight may be
+                    # a large object, and finishing it is what makes the re-run skip it.
+                    log.warning("interrupted: finishing the copies in flight, starting no more")
+                pool.shutdown(wait=True)
                 raise
         return self.tally
 

@@ -11,7 +11,11 @@ this module adds what a test needs around it:
   bytes once";
 * fault hooks: answer 503 with ``Retry-After`` N times, redirect, ignore ``Range``, drop the
   connection after N body bytes, go quiet after N body bytes, stall, refuse ``HEAD``, weak
-  ETags, hidden headers, required (auth) headers.
+  ETags, hidden headers, required (auth) headers;
+* gates (:meth:`HttpOriginServer.hold`): hold chosen GETs, before the response or after N body
+  bytes, until the test releases them or the client goes away. A test that must act while a
+  client is at a known point of a transfer (kill it, interrupt it, let its read time out) waits
+  for :meth:`Hold.wait_held` instead of sleeping and hoping.
 
 The server runs its own event loop in a background thread, so synchronous code (and the
 urllib3-based adapter) can talk to it::
@@ -30,7 +34,7 @@ aiohttp is imported here and only here (install ``backorigin[local]``).
 
 from __future__ import annotations
 
-__all__ = ["HttpOriginServer", "RecordedRequest", "object_headers"]
+__all__ = ["Hold", "HttpOriginServer", "RecordedRequest", "object_headers"]
 
 import asyncio
 import base64
@@ -144,6 +148,108 @@ class _Behaviour:
     required_headers: dict[str, str] = field(default_factory=dict)
 
 
+class Hold:
+    """A gate in front of GET responses, made by :meth:`HttpOriginServer.hold`.
+
+    A held request waits until :meth:`release` or until its client goes away (killed, or gave
+    up after its read timeout); an abandoned request sends nothing more. The counters let a test
+    wait for a known state instead of a length of time: "two requests wait at the gate" means
+    the client is exactly there.
+    """
+
+    # How often a held request checks whether its client is still connected; this bounds how
+    # late the gate notices a killed client, it is not a wait any test relies on.
+    _POLL = 0.005
+
+    def __init__(self, which: Callable[[int], bool], after_bytes: int | None) -> None:
+        self.after_bytes = after_bytes
+        self._which = which
+        self._seen = 0
+        self._cv = threading.Condition()
+        self._released = False
+        self._waiting = 0
+        self._caught = 0
+        self._abandoned = 0
+
+    def _match(self) -> bool:
+        """Count one more GET; whether it is to be held (called under the server's lock)."""
+        with self._cv:
+            if self._released:
+                return False
+            self._seen += 1
+            return self._which(self._seen)
+
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`release` was called."""
+        with self._cv:
+            return self._released
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting at the gate right now."""
+        with self._cv:
+            return self._waiting
+
+    @property
+    def caught(self) -> int:
+        """Requests the gate has held so far (released, abandoned or still waiting)."""
+        with self._cv:
+            return self._caught
+
+    @property
+    def abandoned(self) -> int:
+        """Held requests whose client went away before the release."""
+        with self._cv:
+            return self._abandoned
+
+    def release(self) -> None:
+        """Let every held request go on, and every later one pass without stopping."""
+        with self._cv:
+            self._released = True
+            self._cv.notify_all()
+
+    def wait_held(self, count: int = 1, timeout: float = 60.0) -> bool:
+        """Wait until ``count`` requests wait at the gate at the same time; False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._waiting >= count, timeout)
+
+    def wait_empty(self, timeout: float = 60.0) -> bool:
+        """Wait until no request waits at the gate (each was released or abandoned).
+
+        After killing a client, this is how a test knows the server has seen its connections
+        close, so that a later :meth:`release` cannot send bytes to nobody.
+        """
+        with self._cv:
+            return self._cv.wait_for(lambda: self._waiting == 0, timeout)
+
+    async def _pass(self, request: web.BaseRequest) -> bool:
+        """Hold ``request`` here; True once released, False if its client went away."""
+        with self._cv:
+            self._waiting += 1
+            self._caught += 1
+            self._cv.notify_all()
+        released = False
+        try:
+            while True:
+                with self._cv:
+                    released = self._released
+                if released or _gone(request):
+                    return released and not _gone(request)
+                await asyncio.sleep(self._POLL)
+        finally:
+            with self._cv:
+                self._waiting -= 1
+                if not released:
+                    self._abandoned += 1
+                self._cv.notify_all()
+
+
+def _gone(request: web.BaseRequest) -> bool:
+    """Whether the client of ``request`` has closed its connection."""
+    return request.transport is None or request.transport.is_closing()
+
+
 class _RangeBlindFileResponse(web.FileResponse):
     """A file response that answers as if the request had no ``Range``/``If-Range``."""
 
@@ -183,6 +289,7 @@ class HttpOriginServer:
         self._behaviour: dict[str, _Behaviour] = {}
         self._requests: dict[str, list[RecordedRequest]] = {}
         self._bytes: Counter[str] = Counter()
+        self._holds: list[tuple[str | None, Hold]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -410,6 +517,32 @@ class HttpOriginServer:
         """
         self._hook(key, before_get=callback)
 
+    def hold(
+        self,
+        key: str | None = None,
+        *,
+        which: Callable[[int], bool] | None = None,
+        after_bytes: int | None = None,
+    ) -> Hold:
+        """Hold GETs of ``key`` (of every key if None) until the returned gate is released.
+
+        Args:
+            key: The key whose GETs are held; None holds GETs of any key.
+            which: Called with n for the n-th GET this gate sees (from 1); only the GETs for
+                which it returns True are held. All of them if not given.
+            after_bytes: Hold after sending this many body bytes (status line, headers and
+                validators already sent, ``Range`` honoured, as :meth:`stall_after`); before
+                the response if None.
+
+        The gate applies to GETs that would be answered with the object; it is checked after
+        the other hooks (:meth:`fail`, :meth:`on_get`, …). :meth:`clear_faults` releases and
+        forgets it.
+        """
+        gate = Hold(which or (lambda n: True), after_bytes)
+        with self._lock:
+            self._holds.append((key, gate))
+        return gate
+
     def stall(self, key: str, seconds: float) -> None:
         """Wait ``seconds`` before answering requests for ``key``."""
         self._hook(key, stall=seconds)
@@ -437,6 +570,10 @@ class HttpOriginServer:
                 self._behaviour.clear()
             else:
                 self._behaviour.pop(key, None)
+            cleared = [gate for held, gate in self._holds if key is None or held == key]
+            self._holds = [(held, gate) for held, gate in self._holds if gate not in cleared]
+        for gate in cleared:
+            gate.release()
 
     # --- request handling --------------------------------------------------------------------
 
@@ -491,6 +628,11 @@ class HttpOriginServer:
             if request.transport is None or request.transport.is_closing():
                 # The client went away meanwhile: nothing is sent, so nothing is counted.
                 raise ConnectionResetError("client disconnected")
+        gate = self._gate(key) if request.method == "GET" else None
+        if gate is not None and gate.after_bytes is None and not await gate._pass(request):
+            raise ConnectionResetError("client disconnected")  # nothing sent, nothing counted
+        if gate is not None and gate.after_bytes is not None:
+            return await self._send_and_drop(request, key, path, sidecar, gate.after_bytes, gate)
         if dropping and behaviour.drop_after is not None:
             return await self._send_and_drop(request, key, path, sidecar, behaviour.drop_after)
         if pausing and behaviour.pause_after is not None:
@@ -501,6 +643,15 @@ class HttpOriginServer:
             return _RangeBlindFileResponse(path, headers=sidecar)
         return web.FileResponse(path, headers=sidecar)
 
+    def _gate(self, key: str) -> Hold | None:
+        """The first live gate that holds this GET of ``key``, if any."""
+        with self._lock:
+            self._holds = [(held, gate) for held, gate in self._holds if not gate.released]
+            for held, gate in self._holds:
+                if (held is None or held == key) and gate._match():
+                    return gate
+        return None
+
     async def _send_and_drop(
         self,
         request: web.Request,
@@ -508,9 +659,10 @@ class HttpOriginServer:
         path: Path,
         headers: dict[str, str],
         nbytes: int,
-        pause: float | None = None,
+        pause: float | Hold | None = None,
     ) -> web.StreamResponse:
-        """Send ``nbytes`` of the body, then hang up, or (with ``pause``) wait and send the rest."""
+        """Send ``nbytes`` of the body, then hang up, or (with ``pause``: seconds, or a gate to
+        pass) wait and send the rest."""
         data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
         stat = path.stat()
         wanted = request.http_range  # aiohttp parses Range into a slice
@@ -531,8 +683,12 @@ class HttpOriginServer:
         with self._lock:
             self._bytes[key] += min(nbytes, len(body))
         if pause is not None:
-            await asyncio.sleep(pause)
-            if request.transport is None or request.transport.is_closing():
+            if isinstance(pause, Hold):
+                passed = await pause._pass(request)
+            else:
+                await asyncio.sleep(pause)
+                passed = not _gone(request)
+            if not passed:
                 raise ConnectionResetError("client disconnected")  # it gave up: nothing more
             await response.write(body[nbytes:])
             with self._lock:
