@@ -8,15 +8,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backorigin.testing.http_origin import HttpOriginServer
+from backorigin.transfer.lease import LeaseState, lease_key
 
 MiB = 1024 * 1024
 SCRIPT = shutil.which("backorigin", path=str(Path(sys.executable).parent))
@@ -66,6 +66,43 @@ def fetch(*args: str) -> subprocess.CompletedProcess[str]:
 
 def stored(s3: Any, bucket: str, key: str) -> bytes:
     return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def lease_state(s3: Any, bucket: str, key: str) -> LeaseState | None:
+    """The copy lease of ``key`` as a copier left it in the bucket (None if there is none)."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=lease_key("", key))["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return LeaseState.decode(body)
+
+
+def recorded_parts(s3: Any, bucket: str, key: str) -> int:
+    """How many finished parts the lease of ``key`` records."""
+    state = lease_state(s3, bucket, key)
+    return 0 if state is None else len(state.parts)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``condition`` until it holds; False if it never did within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def wait_for_lease_expiry(s3: Any, bucket: str, key: str) -> None:
+    """Wait until the wall clock passes the expiry the lease of ``key`` states.
+
+    A lease expires by the clock (that is its contract), so this waits for the time the
+    lease itself names, not for a guess.
+    """
+    state = lease_state(s3, bucket, key)
+    assert state is not None, "the killed copier left no lease"
+    while time.time() <= state.expires:
+        time.sleep(max(0.01, state.expires - time.time()))
 
 
 def test_fetch_prints_a_line_per_key_and_exit_status(
@@ -130,14 +167,9 @@ def test_a_killed_copy_resumes_without_rereading_finished_parts(
     data = payload(26 * MiB, key)
     origin.put(key, data)
     origin.reset_counters()
-    reached = threading.Event()
-
-    def hold_the_fourth_get(n: int) -> None:
-        if n == 4:
-            reached.set()
-            time.sleep(3)  # the copier is killed while it waits for this part
-
-    origin.on_get(key, hold_the_fourth_get)
+    # From the fourth part on, every read waits at a gate: the copier finishes parts 1-3 and
+    # is then killed with parts 4 and 5 held, so exactly parts 1-3 are in S3 and recorded.
+    gate = origin.hold(key, which=lambda n: n >= 4)
     proc = subprocess.Popen(
         [SCRIPT or "", "fetch", str(config_file), key],
         stdout=subprocess.PIPE,
@@ -145,18 +177,25 @@ def test_a_killed_copy_resumes_without_rereading_finished_parts(
         env=environment(),
     )
     try:
-        assert reached.wait(60), "the copier never reached the fourth part"
-        time.sleep(0.3)  # let the parts already read finish uploading
+        assert gate.wait_held(1), "the copier never reached the fourth part"
+        recorded = wait_until(lambda: recorded_parts(s3_client, bucket, key) >= 3)
+        assert recorded, "the copier never recorded its first three parts"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-    origin.clear_faults(key)
+        # The gate opens once the origin has seen the dead copier's reads go, so nothing is
+        # sent to it.
+        emptied = gate.wait_empty()
+        origin.clear_faults(key)
+    assert emptied, "the origin never saw the killed copier's connections close"
+    assert recorded_parts(s3_client, bucket, key) == 3
     uploads = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert [u["Key"] for u in uploads] == [key]
-    time.sleep(2.2)  # the killed copier's lease (lease_ttl: 2s) expires
+    wait_for_lease_expiry(s3_client, bucket, key)
     result = fetch(str(config_file), key)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.split("\t")[1] == "copied"
     assert stored(s3_client, bucket, key) == data
-    assert origin.bytes_served(key) <= 1.1 * len(data)
+    # Parts 1-3 were read by the killed copier, parts 4-6 by the resumed one: once each.
+    assert origin.bytes_served(key) == len(data)
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
