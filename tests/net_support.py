@@ -8,10 +8,12 @@ route one host name to different local servers and check which one a client reac
 from __future__ import annotations
 
 import datetime
+import http.client
 import ipaddress
 import ssl
 import threading
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -234,3 +236,105 @@ def twin_servers(
             continue
         return one, two
     raise RuntimeError(f"no port free on both {first} and {second}")
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """One request a :class:`TamperingProxy` forwarded, and what became of it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names, as the client sent them
+    tampered: bool
+    status: int
+
+
+class TamperingProxy(ThreadingHTTPServer):
+    """A plain HTTP proxy in front of one server that may change request bodies in transit.
+
+    Requests are forwarded byte for byte, ``Host`` included (SigV4 signatures stay valid),
+    except that ``tamper(method, path, body)`` returns the body actually sent on; where it
+    returns other bytes, the request is recorded as tampered. Point a client's endpoint at
+    :attr:`url`.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, tamper: Callable[[str, str, bytes], bytes]) -> None:
+        target = urllib.parse.urlsplit(upstream)
+        assert target.hostname is not None
+        assert target.port is not None
+        host, port = target.hostname, target.port
+        self.forwarded: list[Forwarded] = []
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                assert "chunked" not in (self.headers.get("Transfer-Encoding") or "")
+                body = self.rfile.read(length) if length else b""
+                sent = tamper(self.command, self.path, body)
+                upstream_connection = http.client.HTTPConnection(host, port, timeout=120)
+                try:
+                    upstream_connection.putrequest(
+                        self.command, self.path, skip_host=True, skip_accept_encoding=True
+                    )
+                    for name, value in self.headers.items():
+                        if name.lower() not in ("connection", "content-length", "expect"):
+                            upstream_connection.putheader(name, value)
+                    if body or "Content-Length" in self.headers:
+                        upstream_connection.putheader("Content-Length", str(len(sent)))
+                    upstream_connection.endheaders(sent or None)
+                    response = upstream_connection.getresponse()
+                    data = response.read()
+                    headers = response.getheaders()
+                    status = response.status
+                finally:
+                    upstream_connection.close()
+                with owner._lock:
+                    owner.forwarded.append(
+                        Forwarded(
+                            self.command,
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            sent != body,
+                            status,
+                        )
+                    )
+                self.send_response_only(status)
+                for name, value in headers:
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                if self.command == "HEAD":
+                    length_header = {k.lower(): v for k, v in headers}.get("content-length")
+                    if length_header is not None:
+                        self.send_header("Content-Length", length_header)
+                else:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> TamperingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join()
