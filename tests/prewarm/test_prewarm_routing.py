@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backorigin.config import Config, load_config
-from backorigin.keys import Router
+from backorigin.errors import InvalidKey, ObjectNotFound
+from backorigin.keys import Router, validate_key
 from backorigin.prewarm import KeyWriter, Scan, count_keys, plan_scans, read_keys, viewer_keys
 
 ORIGINS = (
@@ -100,6 +101,14 @@ def test_listing_plans_merge_prefixes_and_skip_origins_no_route_reaches() -> Non
     assert plan_scans(only_media, "") == [Scan("gcs", "media/")]
 
 
+def validate_key_ok(key: str) -> bool:
+    try:
+        validate_key(key)
+    except InvalidKey:
+        return False
+    return True
+
+
 KEY_TEXT = st.text(alphabet="ab/._-", max_size=10)
 
 
@@ -127,9 +136,18 @@ def test_inversion_finds_exactly_the_viewer_keys_under_the_prefix(
     viewer prefix produces the viewer key iff it starts with the prefix, and everything
     produced routes back to the listed target."""
     router = Router(cfg)
+    refusal: InvalidKey | ObjectNotFound | None = None
     try:
         route = router.route(viewer)
-    except Exception:
+    except (InvalidKey, ObjectNotFound) as exc:
+        refusal = exc
+    if isinstance(refusal, ObjectNotFound):
+        # Only when no route takes the key at all.
+        assert not any(r.matches(viewer) for r in cfg.routes), viewer
+        return
+    if refusal is not None:
+        # Only when the key is invalid as it is, or the matching route's rewrite makes it so.
+        assert not validate_key_ok(viewer) or "after the route's rewrite" in str(refusal), viewer
         return
     for target in route.targets:
         found = viewer_keys(cfg, router, target.origin, target.key)

@@ -587,13 +587,19 @@ def ssrf_targets(decoy: Decoy, origin_url: str) -> list[str]:
     ]
 
 
-def test_redirects_towards_other_hosts_are_refused(lab: Lab, decoy: Decoy) -> None:
+@pytest.mark.parametrize("hops", [1, 2])
+def test_redirects_towards_other_hosts_are_refused(lab: Lab, decoy: Decoy, hops: int) -> None:
+    """Straight away, or after a first, harmless hop within the origin: every hop is judged."""
     engine = lab.engine(http={"retries": 0})
     try:
         for n, target in enumerate(ssrf_targets(decoy, lab.origin.url)):
-            key = f"ssrf/{n}.bin"
+            key = f"ssrf/{hops}/{n}.bin"
             lab.origin.put(key, b"legit bytes")
-            lab.origin.redirect(key, target)
+            if hops == 2:
+                lab.origin.redirect(key, lab.origin.url + key + ".next")
+                lab.origin.redirect(key + ".next", target)
+            else:
+                lab.origin.redirect(key, target)
             result = engine.copy(key)
             assert result.outcome is CopyOutcome.FAILED, (target, result)
             assert "refused" in (result.reason or "") or "redirect" in (result.reason or ""), (
@@ -664,15 +670,32 @@ def test_keys_never_leave_the_origin_base_path(lab: Lab, decoy: Decoy, key: str)
 
 
 def test_dot_segment_and_backslash_keys_are_refused_without_a_request(lab: Lab) -> None:
+    """Refused by the engine itself: neither the origin nor S3 sees a request. (SeaweedFS
+    answers 400 to such keys, but S3 stores ``../x`` as an ordinary key, so an S3 error is
+    no proof that the engine refused it.)"""
+    sent_to_s3: list[str] = []
+    client = lab.client(lab.s3_url)
+    client.meta.events.register(
+        "before-send.s3", lambda request, **_: sent_to_s3.append(request.url)
+    )
+    engine = CopyEngine(lab.config(), s3_client=client)
     lab.origin.reset_counters()
-    engine = lab.engine()
     try:
         for key in ("../x", "a/../../x", "a/./x", "a\\..\\x", "..", ".", "a/.."):
             result = engine.copy(key)
             assert result.outcome is CopyOutcome.FAILED, (key, result)
+            assert "invalid key" in (result.reason or ""), (key, result.reason)
     finally:
         engine.close()
     assert lab.origin.total_requests() == 0
+    assert sent_to_s3 == []
+    # The counting hook does see what the engine sends for an acceptable key.
+    engine = CopyEngine(lab.config(), s3_client=client)
+    try:
+        assert engine.copy("dots/a..b/.x").outcome is CopyOutcome.NOT_FOUND
+    finally:
+        engine.close()
+    assert sent_to_s3 != []
 
 
 # --- objects over the size limit ------------------------------------------------------------
