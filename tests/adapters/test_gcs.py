@@ -64,6 +64,7 @@ from backorigin.errors import (
 )
 from backorigin.testing.conformance import AdapterConformance
 from backorigin.testing.servers import FakeGcsServer
+from backorigin.testing.strict import StrictGcsProxy, goog4_problem
 from backorigin.types import ByteRange, OriginRequest, OriginSpec
 
 PREFIX = "pfx/"  # the origin's key prefix: every key the adapter sees is below it
@@ -82,6 +83,8 @@ AUTH: dict[str, dict[str, Any]] = {
     },
 }
 EDGE_REQUEST = OriginRequest("GET", "/some/key")
+CloudFrontFetch = Callable[[OriginSpec, OriginRequest], urllib3.BaseHTTPResponse]
+"""The ``via_cloudfront`` fixture: send a signed request with CloudFront's headers added."""
 
 
 # --- local servers of the test's own ----------------------------------------------------------
@@ -710,36 +713,113 @@ def test_the_adapter_is_registered_as_gcs() -> None:
     assert isinstance(adapter, GcsAdapter)
 
 
+@pytest.fixture(scope="module")
+def strict_gcs(fake_gcs: FakeGcsServer) -> Iterator[StrictGcsProxy]:
+    """Cloud Storage's rules in front of the emulator: no x-amz-* beside x-goog-* headers,
+    GOOG4-HMAC-SHA256 signatures verified."""
+    with StrictGcsProxy(fake_gcs.url, hmac_keys={HMAC_ID: HMAC_SECRET}) as server:
+        yield server  # type: ignore[misc]
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_a_signed_edge_request_fetches_the_object(
-    mode: str, make_adapter: MakeAdapter, tokens: TokenEndpoint, bucket: Any, ns: str
+def test_a_signed_edge_request_fetches_the_object_through_cloudfront(
+    mode: str,
+    make_adapter: MakeAdapter,
+    tokens: TokenEndpoint,
+    bucket: Any,
+    ns: str,
+    strict_gcs: StrictGcsProxy,
+    via_cloudfront: CloudFrontFetch,
 ) -> None:
+    """What CloudFront sends after the trigger (its X-Amz-Cf-Id added) passes GCS's rules."""
     data = b"served by the origin" * 10
     key = ns + "edge/a b+c~(1).txt"
     put(bucket, key, data)
-    adapter = make_adapter(mode)
-    spec = adapter.cloudfront_origin()
-    request = adapter.sign(
-        OriginRequest("GET", adapter.origin_uri(key), headers={"range": "bytes=0-19"})
-    )
-    # What CloudFront would send: origin path + (signed) URI, the signed headers.
-    url = f"{spec.protocol}://{spec.domain}:{spec.port}{spec.path}{request.uri}"
-    response = urllib3.request("GET", url, headers=dict(request.headers), retries=False)
+    adapter = make_adapter(mode, endpoint_url=strict_gcs.url)
+    viewer = {"range": "bytes=0-19", "x-goog-user-project": "viewer", "x-amz-meta-x": "viewer"}
+    request = adapter.sign(OriginRequest("GET", adapter.origin_uri(key), headers=viewer))
+    assert not [name for name in request.headers if name.startswith(("x-goog-", "x-amz-"))]
+    refused = len(strict_gcs.refused)
+    response = via_cloudfront(adapter.cloudfront_origin(), request)
+    assert strict_gcs.refused[refused:] == []
     assert response.status == 206
     assert response.data == data[:20]
     if mode == "anonymous":
         assert "authorization" not in request.headers
+        assert request.querystring == ""
     elif mode == "service_account":
         # GAP (fake-gcs-server): the emulator accepts any token; that it is the one minted
         # from the key at the token endpoint is what is asserted.
         assert bearer(request) == tokens.issued[-1]
     else:
-        # GAP (fake-gcs-server): the emulator does not verify the signature; the signer
-        # tests below check it against independent implementations.
-        assert request.headers["authorization"].startswith(
-            f"GOOG4-HMAC-SHA256 Credential={HMAC_ID}/"
-        )
-        assert request.headers["host"] == f"{spec.domain}:{spec.port}"
+        # A signed URL, verified by the strict proxy (the emulator verifies nothing).
+        assert "authorization" not in request.headers
+        assert "X-Goog-Algorithm=GOOG4-HMAC-SHA256" in request.querystring
+        assert "X-Goog-SignedHeaders=host" in request.querystring
+
+
+def test_the_header_form_of_hmac_would_be_refused_behind_cloudfront(
+    make_adapter: MakeAdapter,
+    bucket: Any,
+    ns: str,
+    strict_gcs: StrictGcsProxy,
+    via_cloudfront: CloudFrontFetch,
+) -> None:
+    """Why the edge signs in the query string: the header form mixes header families."""
+    put(bucket, ns + "k", b"k")
+    adapter = make_adapter("hmac", endpoint_url=strict_gcs.url)
+    spec = adapter.cloudfront_origin()
+    uri = adapter.origin_uri(ns + "k")
+    signed = V4Signer(HMAC_ID, SecretStr(HMAC_SECRET)).sign(
+        "GET", f"{spec.domain}:{spec.port}", spec.path + uri
+    )
+    direct = OriginRequest("GET", uri, headers=signed)
+    response = via_cloudfront(spec, direct)
+    assert response.status == 400
+    assert b"ExcessHeaderValues" in response.data
+
+
+def test_a_wrongly_signed_edge_url_is_refused(
+    make_adapter: MakeAdapter,
+    bucket: Any,
+    ns: str,
+    strict_gcs: StrictGcsProxy,
+    via_cloudfront: CloudFrontFetch,
+) -> None:
+    put(bucket, ns + "k", b"k")
+    adapter = make_adapter("hmac", endpoint_url=strict_gcs.url, environ={"HMAC_SECRET": "nope"})
+    request = adapter.sign(OriginRequest("GET", adapter.origin_uri(ns + "k")))
+    response = via_cloudfront(adapter.cloudfront_origin(), request)
+    assert response.status == 403
+    assert b"SignatureDoesNotMatch" in response.data
+
+
+def test_presign_agrees_with_botocore_presigned_urls() -> None:
+    """The query form, checked against botocore's SigV4 query signer (scheme AWS4)."""
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    path = "/bucket/a%20b/%C3%A9t%C3%A9~x/plus%2Bsign"
+    query = "response-content-type=text%2Fplain&v=1"
+    request = AWSRequest(method="GET", url=f"https://s3.example.com:8443{path}?{query}")
+    S3SigV4QueryAuth(Credentials("AKIDEXAMPLE", secret), "s3", "us-east-1", expires=300).add_auth(
+        request
+    )
+    theirs = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
+    stamp = theirs["X-Amz-Date"][0]
+    ours = V4Signer(
+        "AKIDEXAMPLE", SecretStr(secret), region="us-east-1", service="s3", scheme="AWS4"
+    ).presign(
+        "GET",
+        "s3.example.com:8443",
+        path,
+        query,
+        expires=300,
+        now=datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC),
+    )
+    assert urllib.parse.parse_qs(ours) == theirs
 
 
 # --- service account tokens ---------------------------------------------------------------------
@@ -956,13 +1036,25 @@ def test_edge_signing_uses_the_canonical_uri(make_adapter: MakeAdapter) -> None:
     adapter = make_adapter("hmac")
     signed = adapter.sign(OriginRequest("GET", "/a/%7ex!/%c3%a9", querystring="b=2&a=1"))
     assert signed.uri == "/a/~x%21/%C3%A9" == canonical_path("/a/%7ex!/%c3%a9")
-    stamp = datetime.strptime(signed.headers["x-goog-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    params = urllib.parse.parse_qs(signed.querystring)
+    assert params["a"] == ["1"]
+    assert params["b"] == ["2"]
+    assert params["X-Goog-Expires"] == [str(GcsAdapter.EDGE_URL_SECONDS)]
+    stamp = datetime.strptime(params["X-Goog-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert abs(datetime.now(UTC) - stamp) < timedelta(minutes=5)
     spec = adapter.cloudfront_origin()
-    again = V4Signer(HMAC_ID, SecretStr(HMAC_SECRET)).sign(
-        "GET", signed.headers["host"], spec.path + signed.uri, "a=1&b=2", now=stamp
+    again = V4Signer(HMAC_ID, SecretStr(HMAC_SECRET)).presign(
+        "GET",
+        f"{spec.domain}:{spec.port}",
+        spec.path + signed.uri,
+        "b=2&a=1",
+        expires=GcsAdapter.EDGE_URL_SECONDS,
+        now=stamp,
     )
-    assert signed.headers["authorization"] == again["authorization"]
+    assert signed.querystring == again
+    target = f"{spec.path}{signed.uri}?{signed.querystring}"
+    headers = {"host": f"{spec.domain}:{spec.port}"}
+    assert goog4_problem("GET", target, headers, {HMAC_ID: HMAC_SECRET}) is None
 
 
 def test_hmac_data_plane_requests_are_signed(
@@ -1108,7 +1200,8 @@ def test_importing_and_edge_signing_stay_light(
         for mode in ("hmac", "service_account"):
             origin = GcsOrigin(name="g", type="gcs", bucket="old-media", auth=auth[mode])
             adapter = gcs.GcsAdapter(origin, secrets=SecretResolver(environ=env))
-            report[mode] = adapter.sign(request).headers["authorization"].split()[0]
+            signed = adapter.sign(request)
+            report[mode] = signed.headers.get("authorization", signed.querystring).split()[0]
             report[mode + "_loaded"] = loaded("google", "requests", "boto3")
         print(json.dumps(report))
         """
@@ -1123,7 +1216,7 @@ def test_importing_and_edge_signing_stay_light(
     ).stdout
     report = json.loads(out)
     assert report["import"] == []
-    assert report["hmac"] == "GOOG4-HMAC-SHA256"
+    assert report["hmac"].startswith("X-Goog-Algorithm=GOOG4-HMAC-SHA256&")
     assert report["hmac_loaded"] == []
     assert report["service_account"] == "Bearer"
     assert not [m for m in report["service_account_loaded"] if m.startswith("google.cloud")]

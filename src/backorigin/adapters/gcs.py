@@ -8,7 +8,7 @@ Three auth modes (see :mod:`backorigin.config.origins`), two APIs:
   plane and :meth:`GcsAdapter.sign`, refreshed under a lock shortly before they expire.
 * ``hmac`` reads through the XML API with urllib3, every request signed by
   :class:`V4Signer` (``GOOG4-HMAC-SHA256``); the same signer signs CloudFront's requests
-  at the edge.
+  at the edge, in the query string (a signed URL) since CloudFront adds ``X-Amz-Cf-Id``.
 
 Reads are pinned to an object's *generation*: the metadata request and every ranged data
 request carry ``ifGenerationMatch`` / ``x-goog-if-generation-match``, and the generation the
@@ -244,6 +244,71 @@ class V4Signer:
             f"SignedHeaders={signed_names}, Signature={signature}"
         )
         return {**added, "authorization": authorization}
+
+    def presign(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        query: str = "",
+        *,
+        expires: int = 300,
+        now: datetime | None = None,
+    ) -> str:
+        """The query string of a signed URL: ``query`` plus the signature parameters.
+
+        The query-string form of the same algorithm (Google's "signed URL", AWS's
+        "presigned URL"): ``X-Goog-Algorithm``, ``X-Goog-Credential``, ``X-Goog-Date``,
+        ``X-Goog-Expires``, ``X-Goog-SignedHeaders=host`` and ``X-Goog-Signature`` (``X-Amz-*``
+        with ``scheme="AWS4"``). Only ``host`` is signed, so the request carries no
+        ``x-goog-*`` header and any other header may be added on the way.
+
+        Args:
+            method: The HTTP method.
+            host: The ``Host`` header the request will carry (with ``:port`` if not default).
+            path: The request path, percent-encoded, starting with ``/``.
+            query: The request's own query string (without ``?``), or empty.
+            expires: Seconds the URL stays valid (1 to 604800).
+            now: The signing time (default: now).
+
+        Returns:
+            The query string to send (``query``'s pairs, then the signature's).
+        """
+        if not 1 <= expires <= 604800:
+            raise ValueError("expires must be 1 to 604800 seconds")
+        moment = (now or datetime.now(UTC)).astimezone(UTC)
+        stamp = moment.strftime("%Y%m%dT%H%M%SZ")
+        name = "X-Goog-" if self.scheme == "GOOG4" else "X-Amz-"
+        scope = self.scope(stamp[:8])
+        params = [
+            (f"{name}Algorithm", self.algorithm),
+            (f"{name}Credential", f"{self.access_id}/{scope}"),
+            (f"{name}Date", stamp),
+            (f"{name}Expires", str(expires)),
+            (f"{name}SignedHeaders", "host"),
+        ]
+        added = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in params)
+        full = f"{query}&{added}" if query else added
+        lines = [
+            method.upper(),
+            canonical_path(path),
+            canonical_query(full),
+            f"host:{host}\n",
+            "host",
+            UNSIGNED_PAYLOAD,
+        ]
+        string_to_sign = "\n".join(
+            [
+                self.algorithm,
+                stamp,
+                scope,
+                hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+            ]
+        )
+        signature = hmac.new(
+            self.signing_key(stamp[:8]), string_to_sign.encode(), hashlib.sha256
+        ).hexdigest()
+        return f"{full}&{name}Signature={signature}"
 
 
 # --- error translation ----------------------------------------------------------------------
@@ -717,7 +782,8 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
     * ``service_account`` with a key: copy path and edge (``Authorization: Bearer``, the
       token minted from the key by google-auth and cached until shortly before expiry);
       without a key (Application Default Credentials): copy path only;
-    * ``hmac``: copy path and edge (``GOOG4-HMAC-SHA256`` signed headers, XML API).
+    * ``hmac``: copy path (``GOOG4-HMAC-SHA256`` signed headers, XML API) and edge (the
+      same signature in the query string: a signed URL, no ``x-goog-*`` header).
 
     A key rotated in its secret takes effect when the adapter is built again (a new
     Lambda container); HMAC secrets are re-read through the resolver's cache.
@@ -730,6 +796,8 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
     """
 
     config_model: ClassVar[type[GcsOrigin]] = GcsOrigin
+    EDGE_URL_SECONDS: ClassVar[int] = 300
+    """How long a signed URL made at the edge (hmac) stays valid: CloudFront sends it at once."""
 
     def __init__(
         self,
@@ -826,11 +894,25 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
     def sign(self, request: OriginRequest) -> OriginRequest:
         """Authenticate CloudFront's request to the XML API.
 
-        anonymous: unchanged. service_account: ``Authorization: Bearer <token>``. hmac:
-        ``host``, ``x-goog-date``, ``x-goog-content-sha256`` and ``authorization`` signed
-        with ``GOOG4-HMAC-SHA256``; the URI is returned in the canonical encoding that was
+        CloudFront adds ``X-Amz-Cf-Id`` to every origin request after this function has run,
+        and Cloud Storage refuses a request that carries ``x-amz-*`` and ``x-goog-*`` headers
+        together ("Requests cannot specify both x-amz and x-goog headers"). So no mode sends
+        an ``x-goog-*`` header, and the viewer's own ``x-goog-*`` / ``x-amz-*`` headers (and
+        ``authorization``) are dropped; the returned headers are the whole set to send.
+
+        anonymous: nothing added. service_account: ``Authorization: Bearer <token>``.
+        hmac: a signed URL: the ``GOOG4-HMAC-SHA256`` signature goes in the query string
+        (:meth:`V4Signer.presign`, ``host`` signed, valid for :attr:`EDGE_URL_SECONDS`),
+        where the header form would have needed ``x-goog-date`` and
+        ``x-goog-content-sha256``. The URI is returned in the canonical encoding that was
         signed, so what CloudFront sends is exactly what was signed.
         """
+        kept = {
+            name: value
+            for name, value in request.headers.items()
+            if not name.startswith(("x-goog-", "x-amz-")) and name != "authorization"
+        }
+        request = replace(request, headers=MappingProxyType(kept))
         auth = self.config.auth
         if isinstance(auth, GcsServiceAccountAuth):
             token = self._access_token(f"signing for origin {self.name!r}")
@@ -838,14 +920,14 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
         if isinstance(auth, GcsHmacAuth):
             spec = self.cloudfront_origin()
             uri = canonical_path(request.uri)
-            signed = self._signer().sign(
+            query = self._signer().presign(
                 request.method,
                 _host_header(spec),
                 spec.path + uri,
                 request.querystring,
-                request.headers,
+                expires=self.EDGE_URL_SECONDS,
             )
-            return replace(request, uri=uri).with_headers(signed)
+            return replace(request, uri=uri, querystring=query)
         return request
 
     # --- internals --------------------------------------------------------------------------

@@ -278,7 +278,10 @@ class GcsHmacAuth(AuthMode):
     """HMAC keys for the XML API (SigV4-style signatures).
 
     Works in the copy path and at the edge: both sign their requests with
-    ``GOOG4-HMAC-SHA256`` (the XML API's form of AWS Signature Version 4).
+    ``GOOG4-HMAC-SHA256`` (the XML API's form of AWS Signature Version 4). The copy path
+    signs headers; the edge signs a URL (the signature in the query string, only ``host``
+    signed), because CloudFront adds ``X-Amz-Cf-Id`` after the edge function and Cloud
+    Storage refuses a request carrying ``x-amz-*`` and ``x-goog-*`` headers together.
     """
 
     mode: Literal["hmac"]
