@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from backorigin.config import Config, load_config
@@ -129,6 +129,8 @@ def routed_configs(draw: st.DrawFn) -> Config:
 
 @settings(max_examples=300, deadline=None)
 @given(routed_configs(), KEY_TEXT, st.sampled_from(["", "a", "a/", "b/", "x/a"]))
+# Always tried: a valid key that the matching route's rewrite strips to nothing.
+@example(config("routes:\n  - {prefix: a/, origin: gcs, rewrite: {strip_prefix: a/}}\n"), "a/", "")
 def test_inversion_finds_exactly_the_viewer_keys_under_the_prefix(
     cfg: Config, viewer: str, prefix: str
 ) -> None:
