@@ -82,6 +82,31 @@ def origin_etag(origin_url: str, key: str) -> str:
     return str(response.headers["ETag"])
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``condition`` until it holds; False if it never did within ``timeout``.
+
+    For states only observable by asking (a lease in S3); the timeout is a bound on a hang,
+    never the thing a test waits for.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def wait_for_expiry(lease: dict[str, Any]) -> None:
+    """Wait until the wall clock passes the expiry ``lease`` states.
+
+    A lease expires by the clock (that is its contract), so this waits for the instant the
+    lease itself names, not for a guessed length of time.
+    """
+    expires = float(lease["expires"])
+    while time.time() <= expires:
+        time.sleep(max(0.01, expires - time.time()))
+
+
 # --- the S3 fault proxy ---------------------------------------------------------------------
 
 

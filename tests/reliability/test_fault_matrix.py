@@ -31,6 +31,8 @@ from reliability_support import (
     object_size,
     origin_etag,
     trial,
+    wait_for_expiry,
+    wait_until,
 )
 
 from backorigin.transfer import CopyEngine, CopyOutcome, CopyResult
@@ -40,6 +42,10 @@ from backorigin.transfer.plan import plan_parts
 COPIED = frozenset({CopyOutcome.COPIED})
 FAILED = frozenset({CopyOutcome.FAILED})
 WRITTEN = frozenset({CopyOutcome.COPIED, CopyOutcome.EXISTS})
+# The copier's read timeout in the stall trials. A stall lasts until the copier gives up, so
+# this only needs to be short for speed and long enough that a healthy read on a busy machine
+# never hits it.
+STALL_TIMEOUT = "1s"
 
 
 def b64(digest: bytes) -> str:
@@ -144,24 +150,32 @@ def test_5xx_and_429_bursts(lab: Lab, index: int) -> None:
 
 @pytest.mark.parametrize("index", range(12))
 def test_stall_past_the_read_timeout(lab: Lab, index: int) -> None:
-    """The origin goes quiet before the headers or mid-body, for longer than read_timeout."""
+    """The origin goes quiet before the headers or mid-body, until the copier gives up on it.
+
+    A stalled response waits at a gate that never opens: only the copier's read timeout ends
+    it, so the timeout has fired whenever the copy gets past a stall.
+    """
     rng, tag, key, data, etag = start(lab, "stall", index, multipart_share=0.25)
     kinds = ["headers", "headers", "body", "body", "body", "endless"]
     kind = rng.choice(kinds) if data else "headers"
-    pause = 0.9  # three times the read timeout: a busy machine cannot blur the two
     offset = 0
     if kind == "headers":
         stalled = set(rng.sample(range(1, 4), rng.randint(1, 2)))
-        lab.origin.on_get(key, lambda n: time.sleep(pause) if n in stalled else None)
+        gate = lab.origin.hold(key, which=lambda n: n in stalled)
     elif kind == "body":
         offset = rng.randrange(min(len(data), PART))
-        lab.origin.stall_after(key, offset, pause, times=rng.randint(1, 2))
+        times = rng.randint(1, 2)
+        gate = lab.origin.hold(key, which=lambda n: n <= times, after_bytes=offset)
     else:  # every response goes quiet, mostly early on
         offset = rng.randrange(max(min(len(data), PART) // rng.choice([1, 8]), 1))
-        lab.origin.stall_after(key, offset, pause)
-    engine = lab.engine(http={"read_timeout": "300ms", "retries": 3}, read_attempts=3)
+        gate = lab.origin.hold(key, after_bytes=offset)
+    engine = lab.engine(http={"read_timeout": STALL_TIMEOUT, "retries": 3}, read_attempts=3)
     result = run(engine, key)
+    # The copier let go of every stalled response: the origin saw each connection close.
+    emptied = gate.wait_empty()
     lab.origin.clear_faults(key)
+    assert emptied, f"{tag}: {gate.waiting} stalled response(s) still held by the copier"
+    assert gate.abandoned == gate.caught, tag
     expect = outcome_of_cuts(len(data), offset, 3) if kind == "endless" else COPIED
     invariant = Invariant({etag: data}, expect=expect, resume_limit=1.1 * len(data))
     lab.checker.check(tag, key, result, invariant, served=lab.origin.bytes_served(key))
@@ -343,7 +357,12 @@ def test_s3_412_and_409_races(lab: Lab, index: int) -> None:
 
 @pytest.mark.parametrize("index", range(10))
 def test_sigkill_mid_copy_then_resume(lab: Lab, index: int) -> None:
-    """A copier process is SIGKILLed mid-copy; the next copy resumes the upload it left."""
+    """A copier process is SIGKILLed mid-copy; the next copy resumes the upload it left.
+
+    The trial draws where the kill lands, and the copier is brought exactly there by a gate at
+    the origin, never by sleeping: while a read waits before its response or partway through
+    its body, or between two parts (part k uploaded and recorded, part k+1 not yet read).
+    """
     rng, tag = trial("sigkill", index)
     kind = ["random"] * 5 + ["boundary", "boundary", "single", "single", "changed"]
     kind = kind[index % len(kind)]
@@ -359,60 +378,61 @@ def test_sigkill_mid_copy_then_resume(lab: Lab, index: int) -> None:
     etag = origin_etag(lab.origin.url, key)
     parts = -(-size // PART)
     k = rng.randint(2, max(2, parts - 4))  # several parts remain when the kill comes
-    reached = threading.Event()
-    release = threading.Event()
-
-    def hook(n: int) -> None:
-        if n == k:
-            reached.set()
-        if kind == "boundary" and n >= k:
-            release.wait(10)  # hold every part from the k-th on: the kill comes in between
-
-    if kind != "single":
-        lab.origin.on_get(key, hook)
-    text = lab.text(copy={"concurrency": concurrency, "lease_ttl": "2s"})
+    if kind == "single":  # its only read: before the response, or partway through the body
+        gate = lab.origin.hold(key, after_bytes=rng.choice([None, rng.randrange(size)]))
+    elif kind == "boundary":  # every part from the k-th on waits: the kill comes in between
+        gate = lab.origin.hold(key, which=lambda n: n >= k)
+    else:
+        phase = ("before", "mid-body", "between")[index % 3]  # each one under the default seed
+        if phase == "between":
+            gate = lab.origin.hold(key, which=lambda n: n == k + 1)
+        else:
+            offset = rng.randrange(PART) if phase == "mid-body" else None
+            gate = lab.origin.hold(key, which=lambda n: n == k, after_bytes=offset)
+    # A held read must not time out and be retried past the gate before the kill.
+    text = lab.text(
+        copy={"concurrency": concurrency, "lease_ttl": "2s"}, http={"read_timeout": "300s"}
+    )
+    recorded = True
     with forkserver_context() as context:
         child = context.Process(target=child_copy, args=(text, key, lab.access_key, lab.secret_key))
         child.start()
-        if kind == "single":
-            time.sleep(rng.uniform(0.3, 0.9))  # start-up, then somewhere in the copy
-        else:
-            assert reached.wait(60), f"{tag}: the copier never reached part {k}"
-            if kind == "boundary":
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    lease = lab.checker.lease(key)
-                    if lease is not None and len(lease.get("parts", [])) >= k - 1:
-                        break
-                    time.sleep(0.02)
-            else:
-                time.sleep(rng.uniform(0.0, 0.08))  # somewhere in part k's read or upload
-        child.kill()
-        child.join()
-    time.sleep(0.3)  # let the origin see the dead copier's connections close first
-    release.set()
-    lab.origin.clear_faults(key)
-    left = lab.checker.stored(key)
-    assert left is None or left[0] == data, f"{tag}: the killed copier left wrong bytes"
+        try:
+            reached = gate.wait_held(1, timeout=120)
+            if reached and kind == "boundary":
+                recorded = wait_until(
+                    lambda: len((lab.checker.lease(key) or {}).get("parts", [])) >= k - 1
+                )
+        finally:
+            child.kill()
+            child.join()
+            # The gate opens only once the origin has seen the dead copier's connections
+            # close, so nothing is sent to it.
+            emptied = gate.wait_empty()
+            lab.origin.clear_faults(key)
+    assert reached, f"{tag}: the copier never reached the gate"
+    assert recorded, f"{tag}: the copier never recorded the parts before part {k}"
+    assert emptied, f"{tag}: the origin never saw the killed copier's connections close"
+    assert lab.checker.stored(key) is None, f"{tag}: the killed copier stored an object"
     versions = {etag: data}
     if kind == "changed":  # the object changes while nobody copies it
         newer = rng.randbytes(size)
         lab.origin.replace(key, newer, headers=digest_headers(newer, rng))
         versions = {origin_etag(lab.origin.url, key): newer}
     # The killed copier's lease expires within lease_ttl (2 s); every other trial lets the
-    # next copier's clock run ahead instead of sleeping it out.
+    # next copier's clock run ahead instead of waiting for it.
     skew = 0.0 if index < 2 else 10.0
     if skew == 0.0:
         lease = lab.checker.lease(key)
         if lease is not None:
-            time.sleep(max(0.0, lease["expires"] - time.time()) + 0.05)
+            wait_for_expiry(lease)
     resumed = run(lab.engine(clock=lambda: time.time() + skew), key)
     limit = None if kind in ("single", "changed") else 1.1 * size
     lab.checker.check(
         tag,
         key,
         resumed,
-        Invariant(versions, expect=WRITTEN if kind == "single" else COPIED, resume_limit=limit),
+        Invariant(versions, expect=COPIED, resume_limit=limit),
         served=lab.origin.bytes_served(key),
     )
     if kind in ("random", "boundary"):
