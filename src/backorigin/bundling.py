@@ -10,10 +10,12 @@ from __future__ import annotations
 
 __all__ = [
     "BAKED_DIR",
+    "EDGE_PLAN_FORMAT",
     "BundleError",
     "bundle",
     "edge_origin",
     "edge_origin_name",
+    "edge_plan",
     "requirements_for",
 ]
 
@@ -35,13 +37,20 @@ from typing import Any, Literal
 from backorigin.config import Config, load_config
 from backorigin.errors import BackoriginError
 from backorigin.plugins import adapter_plugins
-from backorigin.types import OriginSpec
+from backorigin.types import OriginRequest, OriginSpec
 
 Role = Literal["edge", "fetcher"]
 Arch = Literal["x86_64", "arm64"]
 
 BAKED_DIR = "_baked"
 """Directory inside the bundled ``backorigin`` package that holds the baked files."""
+
+EDGE_PLAN_FORMAT = 1
+"""Layout version of :func:`edge_plan` (``backorigin.handlers.plan`` reads this version)."""
+
+# Auth modes that send nothing: an adapter in such a mode may still override ``sign``, so the
+# plan also checks that signing a probe request leaves it as it was.
+_UNSIGNED_MODES = frozenset({"anonymous", "none"})
 
 # What the edge function needs beyond the core, by origin type and auth mode: only signing
 # that cannot be done with the standard library pulls an SDK into the edge bundle. boto3 and
@@ -208,6 +217,9 @@ def bundle(
         "queue_region": queue_region,
     }
     (baked / "bundle.json").write_text(json.dumps(facts, indent=2, sort_keys=True))
+    if role == "edge":
+        plan = edge_plan(loaded)
+        (baked / "edge-plan.json").write_text(json.dumps(plan, indent=2, sort_keys=True))
     if install:
         requirements = requirements_for(loaded, role)
         if cache_dir is None:
@@ -235,6 +247,83 @@ def _precompile(target: Path) -> None:
     )
     if not ok:
         raise BundleError(f"some modules in {target} do not compile")
+
+
+def edge_plan(config: Config) -> dict[str, Any]:
+    """The edge function's view of ``config`` as plain JSON data (the "edge plan").
+
+    It holds the routes, each origin's CloudFront origin and key prefix, and the edge
+    settings, so the edge function can serve the S3 primary and route misses without
+    pydantic or the config models. An origin is ``lean`` when its adapter uses the contract's
+    default ``origin_uri`` and signs nothing in its configured auth mode; other origins are
+    reached through their adapter, built from the baked config on first use. No secret is
+    resolved and no cloud SDK is loaded to build the plan.
+
+    Raises:
+        RegistryError: an origin's type has no registered adapter.
+        MissingExtra: an adapter's module needs an extra that is not installed.
+    """
+    from backorigin.adapters import OriginAdapter, create_adapter
+    from backorigin.config.secrets import SecretResolver
+
+    nothing = SecretResolver(environ={})  # a probe must not read any real secret
+    origins: dict[str, Any] = {}
+    for origin in config.origins:
+        adapter = create_adapter(origin, secrets=nothing)
+        try:
+            spec = adapter.cloudfront_origin()
+            origins[origin.name] = {
+                "domain": spec.domain,
+                "path": spec.path,
+                "protocol": spec.protocol,
+                "port": spec.port,
+                "prefix": origin.prefix,
+                "lean": _reached_without_adapter(adapter, OriginAdapter),
+            }
+        finally:
+            adapter.close()
+    return {
+        "format": EDGE_PLAN_FORMAT,
+        "origins": origins,
+        "default_origin": config.origins[0].name,
+        "routes": [
+            {
+                "prefix": route.prefix,
+                "suffix": list(route.suffix),
+                "origin": route.origin,
+                "fallback": list(route.fallback),
+                "strip_prefix": route.rewrite.strip_prefix,
+                "add_prefix": route.rewrite.add_prefix,
+            }
+            for route in config.routes
+        ],
+        "negative_ttl": int(config.edge.negative_ttl),
+        "forward_query": list(config.edge.forward_query),
+    }
+
+
+def _reached_without_adapter(adapter: Any, base: type[Any]) -> bool:
+    """Whether the edge can reach this origin with the contract's defaults alone."""
+    cls = type(adapter)
+    if cls.origin_uri is not base.origin_uri:
+        return False
+    if cls.sign is base.sign:
+        return True
+    mode = getattr(getattr(adapter.config, "auth", None), "mode", None)
+    if mode not in _UNSIGNED_MODES:
+        return False
+    probe = OriginRequest(
+        method="GET", uri="/probe", querystring="a=1", headers={"host": "origin.invalid"}
+    )
+    try:
+        signed = adapter.sign(probe)
+    except Exception:  # any failure means the adapter is needed at run time
+        return False
+    return bool(
+        signed.uri == probe.uri
+        and signed.querystring == probe.querystring
+        and dict(signed.headers) == dict(probe.headers)
+    )
 
 
 def edge_origin_name(config: Config) -> str:

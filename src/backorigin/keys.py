@@ -22,10 +22,14 @@ __all__ = [
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from backorigin.config.models import Config, RouteConfig
 from backorigin.errors import InvalidKey, ObjectNotFound
+
+if TYPE_CHECKING:
+    # Types only: the edge function's lean path routes keys without loading the models.
+    from backorigin.config.models import Config, RouteConfig
 
 MAX_KEY_BYTES = 1024
 """S3's limit on the UTF-8 length of a key."""

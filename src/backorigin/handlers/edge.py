@@ -1,10 +1,17 @@
-"""The Lambda@Edge function: origin-request and origin-response on the legacy origin.
+"""The Lambda@Edge function: origin-request and origin-response on both origins.
 
-Requests to the S3 bucket (the origin group's primary) pass through untouched before anything
-is imported. For the legacy (secondary) origin, origin-request turns the viewer's URI into a
-validated key, routes it, points CloudFront at the routed origin and signs the request;
-origin-response enqueues a background copy of what the origin served and makes misses
-briefly cacheable. No failure of this function may turn into a viewer error it could avoid.
+Requests to the S3 bucket (the origin group's primary) pass through untouched; S3's responses
+get the old origin's validators back (:mod:`backorigin.handlers.validators`). For the legacy
+(secondary) origin, origin-request turns the viewer's URI into a validated key, routes it,
+points CloudFront at the routed origin and signs the request; origin-response enqueues a
+background copy of what the origin served, or, on a 404 from a route that has fallback
+origins, a copy that tries them; misses are made briefly cacheable. No failure of this
+function may turn into a viewer error it could avoid.
+
+The handler works from the edge plan (:mod:`backorigin.handlers.plan`): routing and origins
+reached without signing need no config models; an origin that signs gets its adapter, built
+from the full config on first use. Copy jobs go to SQS through the lean client of
+:mod:`backorigin.handlers.sqs`, not boto3.
 """
 
 from __future__ import annotations
@@ -17,16 +24,20 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from backorigin.adapters import OriginAdapter, create_adapter
-from backorigin.config.models import Config
-from backorigin.config.secrets import SecretResolver
 from backorigin.errors import BackoriginError, InvalidKey, ObjectNotFound
 from backorigin.handlers.events import CloudFrontRecord, MalformedEvent, generated_response
-from backorigin.keys import Router, decode_uri, encode_key
+from backorigin.handlers.plan import EdgePlan
+from backorigin.handlers.validators import restore_validators
+from backorigin.keys import decode_uri, encode_key
 from backorigin.types import OriginRequest
+
+if TYPE_CHECKING:
+    from backorigin.adapters import OriginAdapter
+    from backorigin.config.models import Config
+    from backorigin.config.secrets import SecretResolver
 
 log = logging.getLogger("backorigin.edge")
 
@@ -70,24 +81,26 @@ def _filter_query(query: str, allowed: frozenset[str]) -> str:
 class EdgeHandler:
     """The edge function for one config; call it with ``(event, context)``.
 
-    Build it with :func:`make_edge_handler`.
+    Build it with :func:`make_edge_handler` (from a validated config) or, in a bundle, from
+    the baked edge plan with a loader for the full config.
     """
 
     def __init__(
         self,
-        config: Config,
+        plan: EdgePlan,
         *,
+        config: Config | Callable[[], Config],
         queue_url: str | None,
         queue_name: str | None,
         queue_region: str | None,
         sqs_client: Any,
-        secrets: SecretResolver,
+        secrets: SecretResolver | None,
         adapters: dict[str, OriginAdapter[Any]],
         clock: Callable[[], float],
     ) -> None:
-        self.config = config
-        self.router = Router(config)
-        self.secrets = secrets
+        self.plan = plan
+        self._config = config
+        self._secrets = secrets
         self._queue_url = queue_url
         self._queue_name = queue_name
         self._queue_region = queue_region
@@ -96,8 +109,25 @@ class EdgeHandler:
         self._lock = threading.Lock()
         self._clock = clock
         self._recent: OrderedDict[str, float] = OrderedDict()
-        self._forward = frozenset(config.edge.forward_query)
-        self._negative = f"max-age={int(config.edge.negative_ttl)}"
+        self._negative = f"max-age={plan.negative_ttl}"
+
+    @property
+    def config(self) -> Config:
+        """The full configuration (loaded on first use when the handler has a loader)."""
+        with self._lock:
+            if callable(self._config):
+                self._config = self._config()
+            return self._config
+
+    @property
+    def secrets(self) -> SecretResolver:
+        """Resolves the origins' secrets (Secrets Manager values cached five minutes)."""
+        with self._lock:
+            if self._secrets is None:
+                from backorigin.config.secrets import SecretResolver
+
+                self._secrets = SecretResolver(ttl=300)
+            return self._secrets
 
     def __call__(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         try:
@@ -114,7 +144,7 @@ class EdgeHandler:
         if record.event_type == "origin-response":
             if record.to_primary:
                 assert record.response is not None
-                return record.response
+                return primary_response(record.request, record.response)
             return self._origin_response(record, context)
         raise MalformedEvent(f"unexpected event type {record.event_type!r}")
 
@@ -123,40 +153,50 @@ class EdgeHandler:
     def adapter(self, origin: str) -> OriginAdapter[Any]:
         """The adapter of ``origin``, built once per container."""
         with self._lock:
+            built = self._adapters.get(origin)
+        if built is not None:
+            return built
+        from backorigin.adapters import create_adapter
+
+        config, secrets = self.config, self.secrets
+        with self._lock:
             if origin not in self._adapters:
-                self._adapters[origin] = create_adapter(
-                    self.config.origin(origin), secrets=self.secrets
-                )
+                self._adapters[origin] = create_adapter(config.origin(origin), secrets=secrets)
             return self._adapters[origin]
 
     def _origin_request(self, record: CloudFrontRecord) -> dict[str, Any]:
-        negative = int(self.config.edge.negative_ttl)
         try:
             key = decode_uri(record.uri)
-            route = self.router.route(key)
+            route = self.plan.route(key)
         except InvalidKey as exc:
             return generated_response(400, "Bad Request", f"{exc.reason}\n")
         except ObjectNotFound:
-            return generated_response(404, "Not Found", "not found\n", cache_seconds=negative)
+            return generated_response(
+                404, "Not Found", "not found\n", cache_seconds=self.plan.negative_ttl
+            )
         target = route.primary
+        origin = self.plan.origins[target.origin]
         try:
-            adapter = self.adapter(target.origin)
-            spec = adapter.cloudfront_origin()
-            uri = adapter.origin_uri(target.key)
             headers = record.request_headers
             for name in _DROPPED_HEADERS:
                 headers.remove(name)
+            if origin.lean:
+                spec: Any = origin
+                uri = origin.origin_uri(target.key)
+            else:
+                adapter = self.adapter(target.origin)
+                spec = adapter.cloudfront_origin()
+                uri = adapter.origin_uri(target.key)
             default_port = 443 if spec.protocol == "https" else 80
             host = spec.domain if spec.port == default_port else f"{spec.domain}:{spec.port}"
             headers.set("host", host, display="Host")
             headers.set(KEY_HEADER, encode_key(key)[1:], display="X-Backorigin-Key")
-            unsigned = OriginRequest(
-                method=str(record.request.get("method", "GET")),
-                uri=uri,
-                querystring=_filter_query(record.querystring, self._forward),
-                headers=dict(headers.items()),
-            )
-            signed = adapter.sign(unsigned)
+            querystring = _filter_query(record.querystring, self.plan.forward_query)
+            if origin.lean:
+                record.request["uri"] = uri
+                record.request["querystring"] = querystring
+            else:
+                self._sign(record, adapter, uri, querystring)
         except InvalidKey as exc:
             return generated_response(400, "Bad Request", f"{exc.reason}\n")
         except BackoriginError as exc:
@@ -167,6 +207,20 @@ class EdgeHandler:
         custom.update(
             domainName=spec.domain, path=spec.path, port=spec.port, protocol=spec.protocol
         )
+        return record.request
+
+    @staticmethod
+    def _sign(
+        record: CloudFrontRecord, adapter: OriginAdapter[Any], uri: str, querystring: str
+    ) -> None:
+        headers = record.request_headers
+        unsigned = OriginRequest(
+            method=str(record.request.get("method", "GET")),
+            uri=uri,
+            querystring=querystring,
+            headers=dict(headers.items()),
+        )
+        signed = adapter.sign(unsigned)
         record.request["uri"] = signed.uri
         record.request["querystring"] = signed.querystring
         # The signed set is authoritative: sign() may also remove headers (a viewer's own
@@ -177,7 +231,6 @@ class EdgeHandler:
         for name, value in signed.headers.items():
             if headers.get(name) != value and name not in _READ_ONLY_HEADERS:
                 headers.set(name, value)
-        return record.request
 
     # --- origin-response -----------------------------------------------------------------------
 
@@ -188,14 +241,18 @@ class EdgeHandler:
             status = record.status
             headers = record.response_headers
             headers.set(SERVED_HEADER, "origin", display="X-Backorigin")
-            if status in _COPY_STATUSES:
-                encoded = record.request_headers.get(KEY_HEADER)
-                if encoded is not None:
-                    self._enqueue(decode_uri("/" + encoded), context)
-                else:
-                    log.warning("no %s header on %s; not enqueued", KEY_HEADER, record.uri)
-            elif status == 404:
+            if status == 404:
                 headers.set("cache-control", self._negative, display="Cache-Control")
+            if status in _COPY_STATUSES or status == 404:
+                encoded = record.request_headers.get(KEY_HEADER)
+                if encoded is None:
+                    log.warning("no %s header on %s; not enqueued", KEY_HEADER, record.uri)
+                    return response
+                key = decode_uri("/" + encoded)
+                # A 404 is worth a copy job only where the copy path has somewhere else to
+                # look: random keys must not fill the queue with jobs that find nothing.
+                if status != 404 or len(self.plan.route(key).targets) > 1:
+                    self._enqueue(key, context)
         except Exception:  # never turn a served response into a viewer error
             log.exception("origin-response handling failed for %s", record.uri)
         return response
@@ -237,19 +294,19 @@ class EdgeHandler:
     def _client(self) -> Any:
         with self._lock:
             if self._sqs is None:
-                import boto3  # deferred: only a miss that must enqueue pays for boto3
-                from botocore.config import Config as BotoConfig
+                from backorigin.handlers.sqs import SqsClient
 
-                self._sqs = boto3.client(
-                    "sqs",
-                    region_name=self._queue_region,
-                    config=BotoConfig(
-                        connect_timeout=1,
-                        read_timeout=2,
-                        retries={"mode": "standard", "max_attempts": 2},
-                    ),
-                )
+                self._sqs = SqsClient(self._queue_region)
             return self._sqs
+
+
+def primary_response(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """origin-response on the S3 primary: the old origin's validators, nothing else."""
+    try:
+        restore_validators(request, response)
+    except Exception:  # never turn a served response into a viewer error
+        log.exception("could not restore the validators of %s", request.get("uri"))
+    return response
 
 
 def make_edge_handler(
@@ -265,6 +322,9 @@ def make_edge_handler(
 ) -> EdgeHandler:
     """Build the edge function (origin-request and origin-response) for ``config``.
 
+    The handler works from the same edge plan a bundle bakes
+    (:func:`backorigin.bundling.edge_plan`), so it behaves as the deployed function does.
+
     Args:
         config: The validated configuration.
         queue_url: The copy queue's URL. Lambda@Edge has no environment variables, so when
@@ -272,18 +332,22 @@ def make_edge_handler(
             (baked in) and the account id in the function's own ARN.
         queue_name: Name of the copy queue.
         queue_region: Region of the copy queue.
-        sqs_client: An SQS client (built on the first enqueue otherwise).
+        sqs_client: Anything with boto3's ``send_message(QueueUrl=, MessageBody=)``
+            (default: :class:`backorigin.handlers.sqs.SqsClient`, built on the first enqueue).
         secrets: Resolves the origins' secrets (Secrets Manager values cached five minutes).
         adapters: Origin adapters by name (built on first use otherwise).
         clock: Monotonic clock for de-duplicating enqueues.
     """
+    from backorigin.bundling import edge_plan
+
     return EdgeHandler(
-        config,
+        EdgePlan(edge_plan(config)),
+        config=config,
         queue_url=queue_url,
         queue_name=queue_name,
         queue_region=queue_region,
         sqs_client=sqs_client,
-        secrets=secrets if secrets is not None else SecretResolver(ttl=300),
+        secrets=secrets,
         adapters=dict(adapters or {}),
         clock=clock,
     )

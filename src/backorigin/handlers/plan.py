@@ -1,0 +1,118 @@
+"""The edge plan: what the edge function needs from the config, as plain JSON.
+
+:func:`backorigin.bundling.edge_plan` writes it at bundle time from the validated config;
+the edge function reads it with :mod:`json` alone. So a request to the S3 primary, and a miss
+routed to an origin that is reached without signing, never load pydantic, YAML or the config
+models. Origins that sign (or whose adapter computes its own URIs) are marked ``lean: false``
+and go through their adapter, built from the full config on first use.
+
+Routing here must agree with :class:`backorigin.keys.Router`; the tests check both on the
+same keys.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PLAN_FORMAT", "EdgePlan", "OriginPlan", "PlanError"]
+
+from typing import Any
+from urllib.parse import quote
+
+from backorigin.errors import BackoriginError, InvalidKey, ObjectNotFound
+from backorigin.keys import Route, Target, validate_key
+
+PLAN_FORMAT = 1
+"""Version of the plan's layout; a bundle with another version is refused at cold start."""
+
+
+class PlanError(BackoriginError):
+    """The edge plan is missing, of another format, or malformed."""
+
+
+class OriginPlan:
+    """How CloudFront reaches one origin, and whether the edge needs its adapter."""
+
+    __slots__ = ("domain", "lean", "name", "path", "port", "prefix", "protocol")
+
+    def __init__(self, name: str, raw: dict[str, Any]) -> None:
+        self.name = name
+        self.domain: str = raw["domain"]
+        self.path: str = raw["path"]
+        self.protocol: str = raw["protocol"]
+        self.port: int = int(raw["port"])
+        self.prefix: str = raw["prefix"]
+        self.lean: bool = bool(raw["lean"])
+
+    def origin_uri(self, key: str) -> str:
+        """The request URI for ``key`` below the origin path, as the adapter contract's
+        default ``origin_uri`` makes it (only used when ``lean``)."""
+        validate_key(key)
+        return "/" + quote(validate_key(self.prefix + key), safe="/")
+
+
+class _PlannedRoute:
+    __slots__ = ("add_prefix", "names", "prefix", "strip_prefix", "suffix")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.prefix: str = raw["prefix"]
+        self.suffix: tuple[str, ...] = tuple(raw["suffix"])
+        self.names: tuple[str, ...] = (raw["origin"], *raw["fallback"])
+        self.strip_prefix: str = raw["strip_prefix"]
+        self.add_prefix: str = raw["add_prefix"]
+
+    def matches(self, key: str) -> bool:
+        if not key.startswith(self.prefix):
+            return False
+        return not self.suffix or any(key.endswith(s) for s in self.suffix)
+
+    def rewrite(self, key: str) -> str:
+        rewritten = key
+        if self.strip_prefix and rewritten.startswith(self.strip_prefix):
+            rewritten = rewritten[len(self.strip_prefix) :]
+        rewritten = self.add_prefix + rewritten
+        try:
+            return validate_key(rewritten)
+        except InvalidKey as exc:
+            raise InvalidKey(f"after the route's rewrite, {exc.reason}") from None
+
+
+class EdgePlan:
+    """The parsed plan. Build it with :meth:`from_json` or from the dict bundling writes.
+
+    Raises:
+        PlanError: the plan is of another format or misses a field.
+    """
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        if not isinstance(raw, dict) or raw.get("format") != PLAN_FORMAT:
+            found = raw.get("format") if isinstance(raw, dict) else None
+            raise PlanError(f"edge plan format {found!r}; this code reads {PLAN_FORMAT}")
+        try:
+            self.origins = {name: OriginPlan(name, o) for name, o in raw["origins"].items()}
+            self.default_origin: str = raw["default_origin"]
+            self.routes = [_PlannedRoute(r) for r in raw["routes"]]
+            self.negative_ttl = int(raw["negative_ttl"])
+            self.forward_query = frozenset(raw["forward_query"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlanError(f"malformed edge plan: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> EdgePlan:
+        """Parse a plan written by :func:`backorigin.bundling.edge_plan`."""
+        import json  # already loaded in any Lambda runtime
+
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise PlanError(f"the edge plan is not JSON: {exc}") from None
+        return cls(raw)
+
+    def route(self, key: str) -> Route:
+        """Same contract as :meth:`backorigin.keys.Router.route`."""
+        validate_key(key)
+        if not self.routes:
+            return Route(key, (Target(self.default_origin, key),))
+        for route in self.routes:
+            if route.matches(key):
+                origin_key = route.rewrite(key)
+                return Route(key, tuple(Target(name, origin_key) for name in route.names))
+        raise ObjectNotFound(f"no route matches key {key!r}")

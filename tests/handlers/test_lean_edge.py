@@ -1,0 +1,146 @@
+"""The bundled edge function's cold paths load only what they need (checked in sys.modules).
+
+A request to the S3 primary loads no pydantic, YAML, config models or SDK; a miss on an origin
+reached without signing routes from the baked plan and sends its copy job to SQS (moto's
+server) without boto3; only an origin that signs loads the config models.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from backorigin.bundling import bundle
+from backorigin.config import load_config
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+CONFIG = """\
+bucket: {name: media-new, region: eu-west-1}
+origins:
+  - {name: legacy, type: gcs, bucket: old-media}
+  - name: web
+    type: http
+    base_url: https://old.example.com/static/
+    auth: {mode: bearer, token: {secret: {env: OLD_SITE_TOKEN}}}
+routes:
+  - {prefix: images/, origin: web, fallback: [legacy]}
+  - {prefix: "", origin: legacy}
+"""
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+HEAVY = ("pydantic", "pydantic_core", "yaml", "boto3", "botocore", "urllib3", "google", "azure")
+
+SCRIPT = """
+import copy, json, sys
+sys.path.insert(0, BUNDLE)
+from backorigin.handlers import lambda_entry
+
+def loaded():
+    return sorted(m for m in sys.modules if m.split(".")[0] in HEAVY
+                  or m.startswith(("backorigin.config", "backorigin.adapters")))
+
+def event(name, **changes):
+    evt = json.load(open(EVENTS + "/" + name + ".json"))
+    evt["Records"][0]["cf"].update(changes)
+    return evt
+
+report = {}
+request = event("origin-request-primary")
+assert lambda_entry.edge(request, None) == request["Records"][0]["cf"]["request"]
+response = event("origin-response-primary-200")
+cf = response["Records"][0]["cf"]
+cf["response"]["headers"]["x-amz-meta-backorigin-origin-etag"] = [
+    {"key": "x-amz-meta-backorigin-origin-etag", "value": '"old"'}]
+cf["request"]["headers"]["if-none-match"] = [{"key": "If-None-Match", "value": '"old"'}]
+report["primary_status"] = lambda_entry.edge(response, None)["status"]
+report["after_primary"] = loaded()
+
+if QUEUE:
+    miss = event("origin-request-secondary")
+    miss["Records"][0]["cf"]["request"]["uri"] = "/photos/cat%20photo.jpg"
+    sent = lambda_entry.edge(miss, None)
+    report["miss_origin"] = sent["origin"]["custom"]["domainName"]
+    answer = event("origin-response-secondary-200", request=sent)
+    lambda_entry._handler("edge")._queue_url = QUEUE  # the bundle derives an AWS URL
+    report["answer_status"] = lambda_entry.edge(answer, None)["status"]
+    report["after_miss"] = loaded()
+    signed = lambda_entry.edge(event("origin-request-secondary"), None)
+    report["signed"] = signed["headers"]["authorization"][0]["value"]
+    report["after_signed"] = loaded()
+print(json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def edge_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Dependencies are not installed: the interpreter's own site-packages has all of them,
+    # so anything the handler imports needlessly would load and show up.
+    target = tmp_path_factory.mktemp("lean") / "bundle"
+    return bundle(
+        load_config(CONFIG),
+        target,
+        role="edge",
+        install=False,
+        queue_name="backorigin-copy",
+        queue_region="eu-west-1",
+    )
+
+
+@pytest.fixture(scope="module")
+def sqs() -> Iterator[SimpleNamespace]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    client = boto3.client(
+        "sqs",
+        region_name="eu-west-1",
+        endpoint_url=f"http://{host}:{port}",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    try:
+        yield SimpleNamespace(client=client, url=client.create_queue(QueueName="c")["QueueUrl"])
+    finally:
+        server.stop()
+
+
+def run(edge_bundle: Path, queue: str | None) -> dict[str, object]:
+    header = (
+        f"BUNDLE = {str(edge_bundle)!r}\nEVENTS = {str(EVENTS)!r}\n"
+        f"HEAVY = {HEAVY!r}\nQUEUE = {queue!r}\n"
+    )
+    env = {**CREDENTIALS, "OLD_SITE_TOKEN": "lean-test-token", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", header + SCRIPT], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def test_a_primary_event_loads_no_config_and_no_sdk(edge_bundle: Path) -> None:
+    report = run(edge_bundle, None)
+    assert report["primary_status"] == "304"  # the old validators were applied
+    assert report["after_primary"] == []
+
+
+def test_a_miss_enqueues_to_sqs_without_boto3(edge_bundle: Path, sqs: SimpleNamespace) -> None:
+    report = run(edge_bundle, sqs.url)
+    assert report["miss_origin"] == "storage.googleapis.com"
+    assert report["answer_status"] == "200"
+    assert report["after_miss"] == []  # no models, no YAML, no SDK
+    messages = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)["Messages"]
+    assert [json.loads(m["Body"]) for m in messages] == [{"key": "photos/cat photo.jpg"}]
+    # An origin that signs loads the config models, on its first request only.
+    assert report["signed"] == "Bearer lean-test-token"
+    after = report["after_signed"]
+    assert isinstance(after, list)
+    assert "pydantic" in after
+    assert not {"boto3", "botocore", "yaml"} & set(after)
