@@ -3,11 +3,11 @@
 Used by ``test_load.py`` (a short run that asserts correctness only) and by
 ``benchmarks/load_serve.py`` (a longer run whose numbers go into docs/RELIABILITY.md).
 
-Each viewer loops until the deadline: it asks for a key already in S3 (a hit), a key nobody
-asked for yet (a miss: served from the origin and copied), or a key missed a moment ago (a
-miss or, once its copy landed, a hit). Every answer must be 200 with exactly the object's
-bytes. Afterwards, :func:`lost_copies` checks that every key served from the origin ended up
-in S3 with the right bytes.
+Each viewer loops until the deadline, and at least ``min_rounds`` times: it asks for a key
+already in S3 (a hit), a key nobody asked for yet (a miss: served from the origin and copied), or
+a key missed a moment ago (a miss or, once its copy landed, a hit). Every answer must be 200 with
+exactly the object's bytes. Afterwards, :func:`lost_copies` checks that every key served from the
+origin ended up in S3 with the right bytes.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ async def drive(
     miss_share: float = 0.1,
     recent_share: float = 0.1,
     seed: int = 0,
+    min_rounds: int = 0,
 ) -> LoadReport:
     """Run ``clients`` concurrent viewers against ``base_url`` for ``seconds``.
 
@@ -83,6 +84,8 @@ async def drive(
         misses: Keys only at the origin (asked for once each, in order), with their sha256.
         miss_share: Share of requests for a fresh miss (while fresh keys last).
         recent_share: Share of requests for a key missed earlier.
+        min_rounds: Requests each viewer makes even if ``seconds`` have passed, so that a
+            slow machine still runs the whole mix.
     """
     report = LoadReport()
     expected = {**hits, **misses}
@@ -98,7 +101,9 @@ async def drive(
 
         async def viewer(number: int) -> None:
             rng = random.Random(f"{seed}:viewer:{number}")
-            while loop.time() < deadline:
+            rounds = 0
+            while loop.time() < deadline or rounds < min_rounds:
+                rounds += 1
                 draw = rng.random()
                 key = None
                 if draw < miss_share:

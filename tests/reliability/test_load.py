@@ -26,6 +26,9 @@ from backorigin.testing.servers import free_port
 SCRIPT = shutil.which("backorigin", path=str(Path(sys.executable).parent))
 CLIENTS = 200
 SECONDS = 6.0
+# Each viewer makes at least this many requests however slow the machine, so the mix of hits,
+# misses and repeated misses runs in full; the seconds only bound a fast machine's run.
+ROUNDS = 3
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -88,11 +91,12 @@ def test_serve_under_two_hundred_concurrent_viewers(lab: Lab, serve: str) -> Non
             seconds=SECONDS,
             miss_share=0.08,
             seed=SEED,
+            min_rounds=ROUNDS,
         )
     )
     print(report.summary())  # shown with -s; the benchmark is where numbers are reported
     assert report.errors == [], report.errors[:10]
-    assert report.requests > CLIENTS
+    assert report.requests >= ROUNDS * CLIENTS
     assert report.missed, "no miss was requested"
 
     def stored(key: str) -> bytes | None:
