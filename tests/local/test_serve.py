@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +145,51 @@ def test_head_requests(cloudfront: LocalCloudFront, origin: HttpOriginServer) ->
     assert response.status == 200
     assert response.headers["content-length"] == "5"
     time.sleep(0)  # HEAD of a miss may or may not enqueue; either is fine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_serve_command_hides_provenance_unless_asked_and_serves_the_root(
+    keep: bool,
+    tmp_path: Path,
+    bucket: str,
+    seaweedfs: Any,
+    s3_client: Any,
+    origin: HttpOriginServer,
+) -> None:
+    origin.put("cli/index.html", b"<p>root</p>", headers={"Content-Type": "text/html"})
+    config = tmp_path / "backorigin.yaml"
+    config.write_text(
+        f"bucket: {{name: {bucket}, endpoint_url: '{seaweedfs.url}', region: us-east-1}}\n"
+        f"origins:\n  - {{name: web, type: http, base_url: '{origin.url}cli/'}}\n"
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "backorigin.cli", "serve", str(config), "--port", str(port)]
+    if keep:
+        command.append("--keep-provenance-headers")
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # the command says when it serves
+            if "backorigin serving" in line:
+                break
+        else:
+            pytest.fail(f"serve exited with {process.wait()}")
+        url = f"http://127.0.0.1:{port}/"
+        first = urllib3.request("GET", url, retries=urllib3.Retry(connect=20, backoff_factor=0.1))
+        assert (first.status, first.data) == (200, b"<p>root</p>")
+        waiter = s3_client.get_waiter("object_exists")
+        waiter.wait(Bucket=bucket, Key="index.html", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        hit = urllib3.request("GET", url, retries=False)
+        assert (hit.status, hit.data) == (200, b"<p>root</p>")
+        assert "x-backorigin" not in hit.headers  # served from the bucket
+        assert ("x-amz-meta-backorigin-origin" in hit.headers) is keep
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

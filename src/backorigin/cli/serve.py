@@ -26,6 +26,24 @@ DEFAULT_BUCKET = "backorigin-local"
 )
 @click.option("--bucket", help="Bucket name (overrides bucket.name).")
 @click.option("--workers", default=2, show_default=True, help="Fetcher threads copying objects.")
+@click.option(
+    "--default-root-object",
+    default="index.html",
+    show_default=True,
+    help="The object a request for / gets, as the distribution's default root object.",
+)
+@click.option(
+    "--strict-origins",
+    is_flag=True,
+    help="Refuse IP-literal origins as CloudFront does, loopback ones included (by default "
+    "origins on this machine are served, with a warning).",
+)
+@click.option(
+    "--keep-provenance-headers",
+    is_flag=True,
+    help="Show viewers the copies' x-amz-meta-backorigin-* metadata (removed by default, as "
+    "the deployed distribution does).",
+)
 def serve(
     config: str,
     host: str,
@@ -33,6 +51,9 @@ def serve(
     s3_endpoint: str | None,
     bucket: str | None,
     workers: int,
+    default_root_object: str,
+    strict_origins: bool,
+    keep_provenance_headers: bool,
 ) -> None:
     """Serve CONFIG locally the way CloudFront would, with the real edge and fetcher code.
 
@@ -68,7 +89,16 @@ def serve(
         assert loaded.bucket.name is not None  # s3_overrides exits without one
         if embedded is not None:
             s3.create_bucket(Bucket=loaded.bucket.name)
-        server = LocalCloudFront(loaded, s3_client=s3, host=host, port=port, workers=workers)
+        server = LocalCloudFront(
+            loaded,
+            s3_client=s3,
+            host=host,
+            port=port,
+            workers=workers,
+            default_root_object=default_root_object,
+            strict_origins=strict_origins,
+            keep_provenance_headers=keep_provenance_headers,
+        )
         click.echo(
             f"backorigin serving http://{host}:{port} (bucket {loaded.bucket.name} at "
             f"{endpoint}); Ctrl-C stops",

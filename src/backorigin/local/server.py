@@ -7,6 +7,13 @@ and signs, a real HTTP request reaches the routed origin, the origin-response ha
 enqueues the copy, and the origin's response streams to the viewer. Copy jobs go to an
 in-process queue drained by threads running the fetcher handler. Identical concurrent misses
 share one origin request, like CloudFront's request collapsing.
+
+Around the function it does what CloudFront does (docs/CLOUDFRONT.md lists each rule and its
+AWS page): ``/`` is the default root object; the origin-request event carries the headers
+CloudFront puts there, and the request that reaches the origin also carries ``X-Amz-Cf-Id``;
+a function result CloudFront would refuse (a read-only or disallowed header, an IP-literal
+origin, a bad port, a generated response over the size limit, ...) is answered with a 502 and
+a log line naming the rule; viewers do not see the copy's provenance metadata.
 """
 
 from __future__ import annotations
@@ -14,14 +21,17 @@ from __future__ import annotations
 __all__ = ["LocalCloudFront"]
 
 import asyncio
+import base64
 import copy
 import logging
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +46,14 @@ from backorigin.errors import InvalidKey
 from backorigin.handlers.edge import make_edge_handler
 from backorigin.handlers.fetcher import make_fetcher_handler
 from backorigin.keys import bucket_key, decode_uri
+from backorigin.local.cloudfront import (
+    Violation,
+    add_origin_request_headers,
+    check_origin_request,
+    check_origin_response,
+    is_disallowed,
+    is_ip_literal,
+)
 from backorigin.local.queue import LocalQueue
 from backorigin.transfer import CopyResult
 from backorigin.transfer.bucket import make_s3_client
@@ -57,6 +75,9 @@ _HOP_BY_HOP = frozenset(
         "x-backorigin-key",
     }
 )
+# What the copy records about where an object came from; the deployed distribution strips it
+# from viewer responses with a response headers policy, and so does the stand-in.
+PROVENANCE_PREFIX = "x-amz-meta-backorigin-"
 _PASSED_ON = ("range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
 _CHUNK = 256 * 1024
 _SHARE_LIMIT = 64 * 1024 * 1024  # a collapsed response larger than this is not shared
@@ -69,8 +90,32 @@ class _DiscardMetrics(Metrics):
         self.clear_metrics()
 
 
+EdgeFunction = Callable[[dict[str, Any], Any], dict[str, Any]]
+"""A Lambda@Edge handler: ``handler(event, context) -> result``."""
+
+
 def _cf_headers(headers: dict[str, str]) -> dict[str, list[dict[str, str]]]:
     return {name.lower(): [{"key": name, "value": value}] for name, value in headers.items()}
+
+
+def _cf_header_list(pairs: Iterable[tuple[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """CloudFront's header structure from (name, value) pairs, repeated names kept."""
+    headers: dict[str, list[dict[str, str]]] = {}
+    for name, value in pairs:
+        headers.setdefault(name.lower(), []).append({"key": name, "value": value})
+    return headers
+
+
+def _request_id() -> str:
+    """An id shaped like CloudFront's (56 characters of URL-safe base64)."""
+    return base64.urlsafe_b64encode(os.urandom(40)).decode()
+
+
+def _generated_body(result: dict[str, Any]) -> bytes:
+    body = result.get("body") or ""
+    if result.get("bodyEncoding") == "base64":
+        return base64.b64decode(body)
+    return str(body).encode()
 
 
 def _plain_headers(headers: dict[str, list[dict[str, str]]]) -> list[tuple[str, str]]:
@@ -102,6 +147,17 @@ class LocalCloudFront:
         workers: Fetcher threads draining the copy queue.
         secrets: Resolves the origins' secrets.
         visibility_timeout: Seconds before a failed copy job is retried.
+        default_root_object: The object a request for ``/`` gets, like the distribution's
+            (the construct's default too). Never empty.
+        strict_origins: Refuse every IP-literal origin domain, as CloudFront does. Off by
+            default so that origins on this machine (``127.0.0.1``, ``::1``) can be served;
+            each such origin is then logged once as one CloudFront would refuse. Other IP
+            literals are refused either way.
+        keep_provenance_headers: Pass the copy's ``x-amz-meta-backorigin-*`` metadata on to
+            viewers (by default it is removed, as the deployed distribution does).
+        wrap_edge: Given the edge handler built by
+            :func:`~backorigin.handlers.edge.make_edge_handler` (wired to the local queue),
+            returns the handler to run; for observing or altering the function in tests.
     """
 
     def __init__(
@@ -114,14 +170,26 @@ class LocalCloudFront:
         workers: int = 2,
         secrets: SecretResolver | None = None,
         visibility_timeout: float = 2.0,
+        default_root_object: str = "index.html",
+        strict_origins: bool = False,
+        keep_provenance_headers: bool = False,
+        wrap_edge: Callable[[EdgeFunction], EdgeFunction] | None = None,
     ) -> None:
         if not config.bucket.name:
             raise ValueError("bucket.name must be set to serve")
+        if not default_root_object.strip("/"):
+            raise ValueError(
+                "default_root_object must name an object: without one, a request for / "
+                "reaches the edge function as an empty key"
+            )
         self.config = config
         self.bucket = config.bucket.name
         self.s3 = s3_client or make_s3_client(config.bucket)
         self.host = host
         self.port = port
+        self.default_root_object = default_root_object.lstrip("/")
+        self.strict_origins = strict_origins
+        self.keep_provenance_headers = keep_provenance_headers
         secrets = secrets if secrets is not None else SecretResolver()
         fetcher = make_fetcher_handler(
             config,
@@ -132,12 +200,14 @@ class LocalCloudFront:
             secrets=secrets,
         )
         self.queue = LocalQueue(fetcher, workers=workers, visibility_timeout=visibility_timeout)
-        self.edge = make_edge_handler(
+        edge: EdgeFunction = make_edge_handler(
             config, queue_url=LocalQueue.url, sqs_client=self.queue, secrets=secrets
         )
+        self.edge = wrap_edge(edge) if wrap_edge is not None else edge
         self.copies: list[CopyResult] = []
         self._flights: dict[tuple[str, ...], _Flight] = {}
         self._secondary = self._default_secondary()
+        self._warned_origins: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -239,13 +309,26 @@ class LocalCloudFront:
             }
         }
 
-    def _event(self, kind: str, request: dict[str, Any], response: Any = None) -> dict[str, Any]:
+    def _primary(self) -> dict[str, Any]:
+        return {
+            "s3": {
+                "authMethod": "none",
+                "customHeaders": {},
+                "path": "",
+                "domainName": f"{self.bucket}.s3.local",
+                "region": "local",
+            }
+        }
+
+    def _event(
+        self, kind: str, request: dict[str, Any], request_id: str, response: Any = None
+    ) -> dict[str, Any]:
         cf: dict[str, Any] = {
             "config": {
                 "distributionDomainName": f"{self.host}:{self.port}",
                 "distributionId": "LOCAL",
                 "eventType": kind,
-                "requestId": str(time.monotonic_ns()),
+                "requestId": request_id,
             },
             "request": request,
         }
@@ -253,62 +336,166 @@ class LocalCloudFront:
             cf["response"] = response
         return {"Records": [{"cf": cf}]}
 
+    @staticmethod
+    def _attempt(viewer_request: dict[str, Any], origin: dict[str, Any]) -> dict[str, Any]:
+        """The origin-request event's request for one origin attempt.
+
+        CloudFront puts the origin's domain in ``Host`` (the function re-points it when it
+        changes the origin).
+        """
+        request = copy.deepcopy(viewer_request)
+        request["origin"] = copy.deepcopy(origin)
+        domain = next(iter(origin.values()))["domainName"]
+        request["headers"]["host"] = [{"key": "Host", "value": domain}]
+        return request
+
+    async def _trigger(
+        self,
+        request: web.Request,
+        kind: str,
+        cf_request: dict[str, Any],
+        request_id: str,
+        response: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any] | None, web.Response | None]:
+        """Run the edge function for one event and check its result as CloudFront does.
+
+        Returns the result, or the 502 CloudFront would answer when the function fails or its
+        result breaks a rule (logged with the rule's name).
+        """
+        event = self._event(kind, cf_request, request_id, response)
+        given = copy.deepcopy(event["Records"][0]["cf"])
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(None, self.edge, event, None)
+        except Exception:
+            log.exception("%s %s: the %s function failed", request.method, request.path, kind)
+            return None, self._bad_gateway("the Lambda function returned an error")
+        if not isinstance(result, dict):
+            problems = [Violation("result", f"the {kind} result is not an object", "")]
+        elif kind == "origin-request":
+            problems = check_origin_request(
+                given["request"], result, strict_origins=self.strict_origins
+            )
+        else:
+            problems = check_origin_response(given["response"], result)
+        if problems:
+            for problem in problems:
+                log.error(
+                    "%s %s: 502, CloudFront refuses the %s result: %s",
+                    request.method,
+                    request.rel_url.raw_path,
+                    kind,
+                    problem,
+                )
+            return None, self._bad_gateway("the Lambda function result failed validation")
+        return result, None
+
+    @staticmethod
+    def _bad_gateway(reason: str) -> web.Response:
+        return web.Response(status=502, text=f"502 Bad Gateway: {reason}\n")
+
+    def _viewer_headers(self, headers: Any) -> list[tuple[str, str]]:
+        """What the viewer gets of a response's headers: no hop-by-hop, no provenance."""
+        kept = []
+        for name, value in _plain_headers(headers or {}):
+            lowered = name.lower()
+            if lowered in _HOP_BY_HOP or is_disallowed(lowered):
+                continue
+            if lowered.startswith(PROVENANCE_PREFIX) and not self.keep_provenance_headers:
+                continue
+            kept.append((name, value))
+        return kept
+
+    def _generated(self, result: dict[str, Any]) -> web.Response:
+        return web.Response(
+            status=int(result["status"]),
+            reason=result.get("statusDescription") or None,
+            headers=self._viewer_headers(result.get("headers")),
+            body=_generated_body(result),
+        )
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"})
+        uri = request.rel_url.raw_path
+        if uri == "/":  # the distribution's default root object (only for the root itself)
+            uri = "/" + quote(self.default_root_object, safe="/~")
+        request_id = _request_id()
+        client_ip = request.remote or "127.0.0.1"
         viewer = {name: request.headers[name] for name in _PASSED_ON if name in request.headers}
+        for name in ("X-Forwarded-For", "Via"):  # CloudFront forwards these, adding its own
+            if name in request.headers:
+                viewer[name] = request.headers[name]
+        # The origin-request event already shows Via, X-Forwarded-For and CloudFront's
+        # User-Agent (the guide's example event); only X-Amz-Cf-Id is added after the function.
+        headers = add_origin_request_headers(
+            {"headers": _cf_headers(viewer)}, request_id=request_id, client_ip=client_ip
+        )["headers"]
+        del headers["x-amz-cf-id"]
         cf_request = {
-            "clientIp": request.remote or "127.0.0.1",
-            "headers": _cf_headers(viewer),
+            "clientIp": client_ip,
+            "headers": headers,
             "method": request.method,
-            "origin": {
-                "s3": {
-                    "authMethod": "none",
-                    "customHeaders": {},
-                    "path": "",
-                    "domainName": f"{self.bucket}.s3.local",
-                    "region": "local",
-                }
-            },
             "querystring": request.rel_url.raw_query_string,
-            "uri": request.rel_url.raw_path,
+            "uri": uri,
         }
-        loop = asyncio.get_running_loop()
-        primary_request = await loop.run_in_executor(
-            None, self.edge, self._event("origin-request", copy.deepcopy(cf_request))
+        primary_request, rejected = await self._trigger(
+            request, "origin-request", self._attempt(cf_request, self._primary()), request_id
         )
-        status, headers, body = await loop.run_in_executor(
+        if primary_request is None:
+            assert rejected is not None
+            self._log_request(request, "edge", rejected.status, 0, started)
+            return rejected
+        if "status" in primary_request:  # generated at the edge: the bucket is not read
+            response = self._generated(primary_request)
+            self._log_request(
+                request, "edge", response.status, response.content_length or 0, started
+            )
+            return response
+        loop = asyncio.get_running_loop()
+        status, s3_headers, body = await loop.run_in_executor(
             None, self._from_s3, request.method, primary_request
         )
         if status in self.config.edge.failover_status:
-            return await self._failover(request, cf_request, started)
+            # Origin failover: the primary's failure status goes to no origin-response
+            # trigger; the secondary gets its own origin-request and origin-response.
+            return await self._failover(request, cf_request, request_id, started)
         cf_response: dict[str, Any] = {
             "status": str(status),
             "statusDescription": "",
-            "headers": headers,
+            "headers": s3_headers,
         }
-        cf_response = await loop.run_in_executor(
-            None, self.edge, self._event("origin-response", primary_request, cf_response)
+        final, rejected = await self._trigger(
+            request, "origin-response", primary_request, request_id, cf_response
         )
-        response = web.StreamResponse(
-            status=int(cf_response["status"]),
-            headers=[
-                h for h in _plain_headers(cf_response["headers"]) if h[0].lower() not in _HOP_BY_HOP
-            ],
+        if final is None:
+            assert rejected is not None
+            if body is not None:
+                body.close()
+            self._log_request(request, "s3", rejected.status, 0, started)
+            return rejected
+        if "body" in final:  # the function replaced the body
+            if body is not None:
+                body.close()
+            response = self._generated(final)
+            self._log_request(request, "s3", response.status, response.content_length or 0, started)
+            return response
+        streamed = web.StreamResponse(
+            status=int(final["status"]), headers=self._viewer_headers(final.get("headers"))
         )
-        length = cf_response["headers"].get("content-length")
+        length = (final.get("headers") or {}).get("content-length")
         if length:
-            response.content_length = int(length[0]["value"])
-        sent = await self._stream_blocking(request, response, body)
-        self._log_request(request, "s3", response.status, sent, started)
-        return response
+            streamed.content_length = int(length[0]["value"])
+        sent = await self._stream_blocking(request, streamed, body)
+        self._log_request(request, "s3", streamed.status, sent, started)
+        return streamed
 
     # --- primary: the bucket -----------------------------------------------------------------
 
     def _from_s3(
         self, method: str, cf_request: dict[str, Any]
-    ) -> tuple[int, dict[str, list[dict[str, str]]], Iterator[bytes] | None]:
+    ) -> tuple[int, dict[str, list[dict[str, str]]], Any]:
         """Read from the bucket as CloudFront's origin access control would."""
         try:
             key = bucket_key(self.config, decode_uri(cf_request["uri"]))
@@ -331,7 +518,7 @@ class LocalCloudFront:
                 body = None
             else:
                 result = self.s3.get_object(**params)
-                body = result["Body"].iter_chunks(_CHUNK)
+                body = result["Body"]
         except ClientError as exc:
             meta = exc.response.get("ResponseMetadata", {})
             status = int(meta.get("HTTPStatusCode", 500))
@@ -341,30 +528,41 @@ class LocalCloudFront:
         raw_headers = result["ResponseMetadata"]["HTTPHeaders"]
         return (
             int(result["ResponseMetadata"]["HTTPStatusCode"]),
-            _cf_headers({k: v for k, v in raw_headers.items() if not k.startswith("x-amz-id")}),
+            _cf_headers(
+                {
+                    k: v
+                    for k, v in raw_headers.items()
+                    if not k.startswith("x-amz-id") and not is_disallowed(k)
+                }
+            ),
             body,
         )
 
     async def _stream_blocking(
-        self, request: web.Request, response: web.StreamResponse, body: Iterator[bytes] | None
+        self, request: web.Request, response: web.StreamResponse, body: Any
     ) -> int:
         await response.prepare(request)
         sent = 0
-        if body is not None and request.method != "HEAD":
-            loop = asyncio.get_running_loop()
-            while True:
-                chunk = await loop.run_in_executor(None, next, body, b"")
-                if not chunk:
-                    break
-                await response.write(chunk)
-                sent += len(chunk)
+        if body is not None:
+            chunks: Iterator[bytes] = body.iter_chunks(_CHUNK)
+            try:
+                if request.method != "HEAD":
+                    loop = asyncio.get_running_loop()
+                    while True:
+                        chunk = await loop.run_in_executor(None, next, chunks, b"")
+                        if not chunk:
+                            break
+                        await response.write(chunk)
+                        sent += len(chunk)
+            finally:
+                body.close()
         await response.write_eof()
         return sent
 
     # --- secondary: the legacy origin, through the edge function ----------------------------
 
     async def _failover(
-        self, request: web.Request, cf_request: dict[str, Any], started: float
+        self, request: web.Request, cf_request: dict[str, Any], request_id: str, started: float
     ) -> web.StreamResponse:
         flight_key = (
             request.method,
@@ -382,7 +580,7 @@ class LocalCloudFront:
         flight = _Flight()
         self._flights[flight_key] = flight
         try:
-            return await self._lead(request, cf_request, flight, started)
+            return await self._lead(request, cf_request, request_id, flight, started)
         finally:
             flight.done = True
             flight.ready.set()
@@ -391,36 +589,47 @@ class LocalCloudFront:
             if self._flights.get(flight_key) is flight:
                 del self._flights[flight_key]
 
-    async def _lead(
-        self, request: web.Request, cf_request: dict[str, Any], flight: _Flight, started: float
-    ) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        cf_request = copy.deepcopy(cf_request)
-        cf_request["origin"] = copy.deepcopy(self._secondary)
-        result = await loop.run_in_executor(
-            None, self.edge, self._event("origin-request", cf_request)
-        )
-        if "status" in result:  # generated at the edge: the origin is never contacted
-            flight.shareable = False
-            response = web.Response(
-                status=int(result["status"]),
-                headers=[
-                    h
-                    for h in _plain_headers(result.get("headers", {}))
-                    if h[0].lower() not in _HOP_BY_HOP
-                ],
-                text=result.get("body", ""),
+    def _note_local_origin(self, domain: str) -> None:
+        if is_ip_literal(domain) and domain not in self._warned_origins:
+            self._warned_origins.add(domain)
+            log.warning(
+                "origin %s is an IP address: CloudFront refuses IP-literal origin domains "
+                "(Lambda@Edge event structure); served here because it is this machine and "
+                "strict_origins is off",
+                domain,
             )
+
+    async def _lead(
+        self,
+        request: web.Request,
+        cf_request: dict[str, Any],
+        request_id: str,
+        flight: _Flight,
+        started: float,
+    ) -> web.StreamResponse:
+        result, rejected = await self._trigger(
+            request, "origin-request", self._attempt(cf_request, self._secondary), request_id
+        )
+        if result is None or "status" in result:
+            flight.shareable = False
+            response = rejected if result is None else self._generated(result)
+            assert response is not None
             self._log_request(
-                request, "edge", response.status, len(result.get("body", "")), started
+                request, "edge", response.status, response.content_length or 0, started
             )
             return response
         custom = result["origin"]["custom"]
+        self._note_local_origin(custom["domainName"])
+        # What reaches the origin is the function's result plus what CloudFront adds after it.
+        sent = add_origin_request_headers(
+            result, request_id=request_id, client_ip=cf_request["clientIp"]
+        )
         url = f"{custom['protocol']}://{custom['domainName']}:{custom['port']}"
-        url += custom.get("path", "") + result["uri"]
-        if result.get("querystring"):
-            url += "?" + result["querystring"]
-        headers = _plain_headers(result["headers"])
+        url += custom.get("path", "") + sent["uri"]
+        if sent.get("querystring"):
+            url += "?" + sent["querystring"]
+        headers = _plain_headers(sent["headers"])
+        headers += [(k, v) for k, v in _plain_headers(custom.get("customHeaders") or {})]
         assert self._session is not None
         try:
             upstream = await self._session.request(
@@ -435,19 +644,27 @@ class LocalCloudFront:
             self._log_request(request, "origin", 502, 0, started)
             return web.Response(status=502, text="origin unreachable\n")
         async with upstream:
-            origin_headers = dict(upstream.headers.items())
+            # Disallowed headers are never shown to a function (nor passed on to viewers).
             cf_response: dict[str, Any] = {
                 "status": str(upstream.status),
                 "statusDescription": upstream.reason or "",
-                "headers": _cf_headers(origin_headers),
+                "headers": _cf_header_list(
+                    (k, v) for k, v in upstream.headers.items() if not is_disallowed(k)
+                ),
             }
-            cf_response = await loop.run_in_executor(
-                None, self.edge, self._event("origin-response", result, cf_response)
+            final, rejected = await self._trigger(
+                request, "origin-response", result, request_id, cf_response
             )
-            flight.status = int(cf_response["status"])
-            flight.headers = [
-                h for h in _plain_headers(cf_response["headers"]) if h[0].lower() not in _HOP_BY_HOP
-            ]
+            if final is None or "body" in final:
+                flight.shareable = False
+                response = rejected if final is None else self._generated(final)
+                assert response is not None
+                self._log_request(
+                    request, "origin", response.status, response.content_length or 0, started
+                )
+                return response
+            flight.status = int(final["status"])
+            flight.headers = self._viewer_headers(final.get("headers"))
             flight.ready.set()
             streamed = web.StreamResponse(status=flight.status, headers=flight.headers)
             if upstream.content_length is not None:
