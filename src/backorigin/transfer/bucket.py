@@ -2,17 +2,30 @@
 
 All boto3 calls of the copy engine go through :class:`Bucket`, and :func:`_translate` is the one
 place that maps S3's errors. Every write that creates an object is conditional
-(``If-None-Match: *``), so an object already in S3 is never overwritten.
+(``If-None-Match: *``), so an object already in S3 is never overwritten. The only writes that
+replace or remove an object (refreshing or deleting a copy the engine made) are conditional on
+that object's ETag (``If-Match``), so an object written since it was examined — by the
+application, say — is never clobbered.
 """
 
 from __future__ import annotations
 
-__all__ = ["Bucket", "BucketError", "Conflict", "Exists", "StoredObject", "make_s3_client"]
+__all__ = [
+    "Bucket",
+    "BucketError",
+    "Changed",
+    "Conflict",
+    "Exists",
+    "ListedObject",
+    "StoredObject",
+    "make_s3_client",
+]
 
 import base64
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -34,6 +47,10 @@ class BucketError(BackoriginError):
 
 class Exists(BucketError):
     """A conditional create found the object already there (HTTP 412)."""
+
+
+class Changed(Exists):
+    """A write or delete conditional on an object's ETag found another object (or none)."""
 
 
 class Conflict(BucketError):
@@ -58,6 +75,19 @@ def _translate(operation: str, exc: Exception) -> BucketError:
             return _Missing(message)
         return BucketError(message)
     return BucketError(f"S3 {operation} failed: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _replacing(key: str) -> Iterator[None]:
+    """Report a failed ``If-Match`` as :class:`Changed`.
+
+    S3 answers 412 when the ETag differs and, for a key that no longer exists, 412 or 404
+    depending on the operation; either way the object examined is not there any more.
+    """
+    try:
+        yield
+    except (Exists, _Missing) as exc:
+        raise Changed(f"{key} changed since it was examined; left alone") from exc
 
 
 @contextlib.contextmanager
@@ -110,8 +140,29 @@ class StoredObject:
     metadata: Mapping[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    """What a bucket listing says about an object (no user metadata: listings carry none)."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
+
+
+def _parts(parts: Mapping[int, tuple[str, bytes | None]]) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = []
+    for number in sorted(parts):
+        etag, crc = parts[number]
+        entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
+        if crc is not None:
+            entry["ChecksumCRC32C"] = _b64(crc)
+        listed.append(entry)
+    return listed
 
 
 class Bucket:
@@ -158,6 +209,64 @@ class Bucket:
                 Bucket=self.name, Key=key, Body=body, IfNoneMatch="*", **attributes, **extra
             )
         return str(response["ETag"])
+
+    def put_replacing(
+        self,
+        key: str,
+        body: bytes,
+        attributes: Mapping[str, Any],
+        *,
+        etag: str,
+        crc32c: bytes,
+        md5: bytes | None = None,
+    ) -> str:
+        """Overwrite ``key`` only while its ETag is still ``etag`` (``If-Match``). Its new ETag.
+
+        Raises:
+            Changed: the object is no longer the one with ``etag`` (or is gone).
+        """
+        if not etag:
+            raise ValueError("a replacing write needs the ETag of the object it replaces")
+        extra: dict[str, Any] = {"ChecksumCRC32C": _b64(crc32c)}
+        if md5 is not None:
+            extra["ContentMD5"] = _b64(md5)
+        with _replacing(key), _call("PutObject"):
+            response = self.client.put_object(
+                Bucket=self.name, Key=key, Body=body, IfMatch=etag, **attributes, **extra
+            )
+        return str(response["ETag"])
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete ``key`` only while its ETag is still ``etag``; False if it changed or is gone.
+
+        S3 evaluates ``If-Match`` on DeleteObject in general purpose buckets (conditional
+        deletes), so a copy replaced by the application meanwhile survives.
+        """
+        if not etag:
+            raise ValueError("a conditional delete needs the ETag of the object it deletes")
+        try:
+            with _replacing(key), _call("DeleteObject"):
+                self.client.delete_object(Bucket=self.name, Key=key, IfMatch=etag)
+        except Changed:
+            return False
+        return True
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object under ``prefix``, page by page, in the order S3 lists them.
+
+        General purpose buckets list keys in UTF-8 binary order, which is the order of
+        Python's ``str`` comparison; callers that rely on it check it as they go.
+        """
+        paginator = self.client.get_paginator("list_objects_v2")
+        with _call("ListObjectsV2"):
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ListedObject(
+                        key=str(item["Key"]),
+                        size=int(item.get("Size", 0)),
+                        etag=str(item.get("ETag", "")),
+                        last_modified=item.get("LastModified"),
+                    )
 
     # --- multipart ----------------------------------------------------------------------------
 
@@ -224,13 +333,7 @@ class Bucket:
             Exists: the key exists already (the upload is left for the caller to abort).
             Conflict: a concurrent conditional write; worth retrying.
         """
-        listed: list[dict[str, Any]] = []
-        for number in sorted(parts):
-            etag, crc = parts[number]
-            entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
-            if crc is not None:
-                entry["ChecksumCRC32C"] = _b64(crc)
-            listed.append(entry)
+        listed = _parts(parts)
         with _call("CompleteMultipartUpload"):
             response = self.client.complete_multipart_upload(
                 Bucket=self.name,
@@ -238,6 +341,28 @@ class Bucket:
                 UploadId=upload_id,
                 MultipartUpload={"Parts": listed},  # type: ignore[typeddict-item]
                 IfNoneMatch="*",
+            )
+        return str(response.get("ETag", ""))
+
+    def complete_replacing(
+        self, key: str, upload_id: str, parts: Mapping[int, tuple[str, bytes | None]], *, etag: str
+    ) -> str:
+        """Complete the upload only while ``key``'s ETag is still ``etag`` (``If-Match``).
+
+        Raises:
+            Changed: the object is no longer the one with ``etag`` (the upload is left for the
+                caller to abort).
+            Conflict: a concurrent conditional write; worth retrying.
+        """
+        if not etag:
+            raise ValueError("a replacing write needs the ETag of the object it replaces")
+        with _replacing(key), _call("CompleteMultipartUpload"):
+            response = self.client.complete_multipart_upload(
+                Bucket=self.name,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": _parts(parts)},  # type: ignore[typeddict-item]
+                IfMatch=etag,
             )
         return str(response.get("ETag", ""))
 

@@ -5,6 +5,10 @@ CRC32C that S3 checks, the whole object is checked against the size and the dige
 states, the object is created with ``If-None-Match: *`` (never overwriting), and any failure
 aborts the multipart upload. Reads are pinned to the version seen at HEAD, run in parallel and
 overlap the uploads, with memory bounded by about ``part_size x (concurrency + 1)``.
+
+The one write that replaces an object is a *refresh* (``copy(key, replace=ETAG)``): it
+replaces a stale copy the engine made earlier, and only that exact object — the write is
+conditional on its ETag (``If-Match``), so anything written over it since is left alone.
 """
 
 from __future__ import annotations
@@ -34,7 +38,15 @@ from backorigin.errors import (
     TransientOriginError,
 )
 from backorigin.keys import RESERVED_PREFIX, Route, Router, Target, bucket_key, is_reserved
-from backorigin.transfer.bucket import Bucket, BucketError, Conflict, Exists, make_s3_client
+from backorigin.transfer.bucket import (
+    Bucket,
+    BucketError,
+    Changed,
+    Conflict,
+    Exists,
+    StoredObject,
+    make_s3_client,
+)
 from backorigin.transfer.digest import ObjectDigests, crc32c
 from backorigin.transfer.lease import Lease, LeaseLost
 from backorigin.transfer.outcome import CopyOutcome, CopyResult
@@ -104,13 +116,20 @@ class CopyEngine:
                 )
             return self._adapters[origin]
 
-    def copy(self, key: str, *, deadline: float | None = None) -> CopyResult:
+    def copy(
+        self, key: str, *, deadline: float | None = None, replace: str | None = None
+    ) -> CopyResult:
         """Copy ``key`` into the bucket unless it is there already.
 
         Args:
             key: The viewer-facing key (as decoded from the request URI).
             deadline: A ``time.monotonic()`` instant; a multipart copy still running then stops
                 cleanly and leaves its upload for the next attempt to resume.
+            replace: Refresh instead: the ETag of a stale copy in the bucket to replace with
+                the origin's current object. Only an object with exactly this ETag that
+                carries the engine's provenance is replaced (the write is conditional on the
+                ETag); anything else there ends ``exists`` with the reason, untouched. When
+                no object is at the key any more, the copy is made as usual (create-only).
 
         Returns:
             The outcome; this method does not raise for origin, S3 or integrity failures.
@@ -130,8 +149,11 @@ class CopyEngine:
             return result(CopyOutcome.NOT_FOUND, reason=str(exc))
         s3_key = bucket_key(self.config, key)
         try:
-            if self.bucket.head(s3_key) is not None:
-                return result(CopyOutcome.EXISTS, s3_key=s3_key)
+            existing = self.bucket.head(s3_key)
+            if existing is not None:
+                refusal = _refusal(existing, replace)
+                if refusal is not None or replace is None:
+                    return result(CopyOutcome.EXISTS, s3_key=s3_key, reason=refusal)
             found = self._locate(route)
         except BackoriginError as exc:  # origin, S3, secrets, a missing extra
             return result(CopyOutcome.FAILED, s3_key=s3_key, reason=str(exc))
@@ -161,16 +183,24 @@ class CopyEngine:
             return result(CopyOutcome.IN_PROGRESS, **fields)
         suspended = False
         try:
-            if self.bucket.head(s3_key) is not None:  # finished by another copier meanwhile
-                return result(CopyOutcome.EXISTS, **fields)
+            # Finished by another copier meanwhile, or (refreshing) replaced or removed.
+            existing = self.bucket.head(s3_key)
+            if_match: str | None = None
+            if existing is not None:
+                refusal = _refusal(existing, replace)
+                if refusal is not None or replace is None:
+                    return result(CopyOutcome.EXISTS, reason=refusal, **fields)
+                if_match = replace
             if info.size <= part_size_for(info.size, self.config.transfer.part_size):
                 # One part is far quicker than the lease's TTL: no heartbeat thread needed.
-                self._copy_single(target, info, s3_key)
+                self._copy_single(target, info, s3_key, if_match)
                 resumed = 0
             else:
                 lease.start_heartbeat()
-                resumed = self._copy_multipart(target, info, s3_key, lease, deadline)
+                resumed = self._copy_multipart(target, info, s3_key, lease, deadline, if_match)
             return result(CopyOutcome.COPIED, bytes=info.size, resumed_parts=resumed, **fields)
+        except Changed as exc:
+            return result(CopyOutcome.EXISTS, reason=str(exc), **fields)
         except Exists:
             return result(CopyOutcome.EXISTS, **fields)
         except ObjectNotFound as exc:
@@ -212,17 +242,28 @@ class CopyEngine:
                 log.debug("%s not found at %s", target.key, target.origin)
         return None
 
-    def _copy_single(self, target: Target, info: ObjectInfo, s3_key: str) -> None:
+    def _copy_single(
+        self, target: Target, info: ObjectInfo, s3_key: str, if_match: str | None = None
+    ) -> None:
+        """One PutObject: create-only, or (``if_match``) replacing exactly that object."""
         data = bytes(self._read(target, info, 0, info.size))
         digests = ObjectDigests(info.checksums)
         digests.update(data)
         self._verify(digests, info)
         attributes = self._attributes(target, info)
-        self._create_only(
-            lambda: self.bucket.put_new(
-                s3_key, data, attributes, crc32c=_crc_bytes(crc32c(data)), md5=info.checksums.md5
+        crc = _crc_bytes(crc32c(data))
+        if if_match is None:
+            self._create_only(
+                lambda: self.bucket.put_new(
+                    s3_key, data, attributes, crc32c=crc, md5=info.checksums.md5
+                )
             )
-        )
+        else:
+            self._create_only(
+                lambda: self.bucket.put_replacing(
+                    s3_key, data, attributes, etag=if_match, crc32c=crc, md5=info.checksums.md5
+                )
+            )
 
     def _copy_multipart(
         self,
@@ -231,8 +272,12 @@ class CopyEngine:
         s3_key: str,
         lease: Lease,
         deadline: float | None,
+        if_match: str | None = None,
     ) -> int:
-        """Upload the missing parts in parallel, verify, complete. Returns parts resumed."""
+        """Upload the missing parts in parallel, verify, complete. Returns parts resumed.
+
+        The completion is create-only, or (``if_match``) replaces exactly that object.
+        """
         part_size = part_size_for(info.size, self.config.transfer.part_size)
         parts = plan_parts(info.size, part_size)
         upload_id, done = self._resume(target, info, s3_key, lease, part_size, parts)
@@ -271,7 +316,7 @@ class CopyEngine:
             )
             if digests is not None:
                 self._verify(digests, info)
-            self._complete(s3_key, upload_id, done)
+            self._complete(s3_key, upload_id, done, if_match)
         except (LeaseLost, _DeadlineReached):
             raise  # the upload belongs to whoever resumes it
         except BaseException:
@@ -383,9 +428,22 @@ class CopyEngine:
         except BucketError as exc:  # the bucket's lifecycle rule aborts them eventually
             log.warning("could not clean up orphaned uploads of %s: %s", s3_key, exc)
 
-    def _complete(self, s3_key: str, upload_id: str, done: dict[int, tuple[str, bytes]]) -> None:
-        parts = {n: (etag, crc) for n, (etag, crc) in done.items()}
-        self._create_only(lambda: self.bucket.complete_new(s3_key, upload_id, parts))
+    def _complete(
+        self,
+        s3_key: str,
+        upload_id: str,
+        done: dict[int, tuple[str, bytes]],
+        if_match: str | None = None,
+    ) -> None:
+        parts: dict[int, tuple[str, bytes | None]] = {
+            n: (etag, crc) for n, (etag, crc) in done.items()
+        }
+        if if_match is None:
+            self._create_only(lambda: self.bucket.complete_new(s3_key, upload_id, parts))
+        else:
+            self._create_only(
+                lambda: self.bucket.complete_replacing(s3_key, upload_id, parts, etag=if_match)
+            )
 
     @staticmethod
     def _create_only(write: Callable[[], object]) -> None:
@@ -493,6 +551,25 @@ class CopyEngine:
                 metadata[PROVENANCE_PREFIX + name] = value
         attributes["Metadata"] = metadata
         return attributes
+
+
+def _refusal(existing: StoredObject, replace: str | None) -> str | None:
+    """Why a refresh must leave ``existing`` alone, or None when it may replace it.
+
+    Only the exact copy that was found stale (same ETag) and that the engine made (it carries
+    the provenance) is ever replaced; an object the application wrote is never touched.
+    """
+    if replace is None:
+        return None
+    if _strip_etag(existing.etag) != _strip_etag(replace):
+        return "the object in S3 changed since it was examined; left alone"
+    if PROVENANCE_PREFIX + "origin" not in existing.metadata:
+        return "the object in S3 was not copied by backorigin; left alone"
+    return None
+
+
+def _strip_etag(value: str) -> str:
+    return value.removeprefix("W/").strip('"')
 
 
 def _header_safe(text: str) -> bool:
