@@ -85,8 +85,9 @@ class FetcherHandler:
         try:
             body = json.loads(record.body)
             key = body["key"]
-            if not isinstance(key, str):
-                raise TypeError("key is not a string")
+            replace = body.get("replace")  # a refresh: the ETag of the stale copy to replace
+            if not isinstance(key, str) or not isinstance(replace, str | None):
+                raise TypeError("key or replace is not a string")
         except (ValueError, KeyError, TypeError) as exc:
             # A malformed job can never succeed: log it and let it go rather than retry.
             self.logger.error(
@@ -94,16 +95,16 @@ class FetcherHandler:
             )
             self.metrics.add_metric("MalformedJobs", MetricUnit.Count, 1)
             return
-        result = self._copy(key, context)
+        result = self._copy(key, context, replace)
         if not result.outcome.final:
             raise CopyFailed(f"{key}: {result.outcome.value}: {result.reason}")
 
-    def _copy(self, key: str, context: Any) -> CopyResult:
+    def _copy(self, key: str, context: Any, replace: str | None = None) -> CopyResult:
         deadline = None
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if callable(remaining):
             deadline = time.monotonic() + remaining() / 1000 - SAFETY_SECONDS
-        result = self.engine.copy(key, deadline=deadline)
+        result = self.engine.copy(key, deadline=deadline, replace=replace)
         self._record(result)
         if self.observer is not None:
             self.observer(result)

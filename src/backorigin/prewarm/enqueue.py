@@ -55,9 +55,23 @@ def _fatal(exc: ClientError) -> bool:
     return 400 <= status < 500 and status != 429 and error.get("Code") not in _THROTTLING
 
 
-def job_body(key: str) -> str:
-    """The message body of a copy job, exactly as the edge function writes it."""
-    return json.dumps({"key": key})
+def job_body(key: str, replace: str | None = None) -> str:
+    """The message body of a copy job, exactly as the edge function writes it.
+
+    A refresh (reconcile's job for a stale copy) also names the ETag of the copy to replace:
+    ``{"key": KEY, "replace": ETAG}``; the fetcher then replaces exactly that object.
+    """
+    if replace is None:
+        return json.dumps({"key": key})
+    return json.dumps({"key": key, "replace": replace})
+
+
+def _key_of(job: str | tuple[str, str | None]) -> str:
+    return job if isinstance(job, str) else job[0]
+
+
+def _body_of(job: str | tuple[str, str | None]) -> str:
+    return job_body(job) if isinstance(job, str) else job_body(*job)
 
 
 @dataclass
@@ -117,8 +131,10 @@ class Enqueuer:
         self.backoff = backoff
         self._sleep = sleep
 
-    def send_batch(self, keys: Sequence[str]) -> tuple[list[tuple[str, str]], int]:
-        """Send up to ten jobs.
+    def send_batch(
+        self, keys: Sequence[str | tuple[str, str | None]]
+    ) -> tuple[list[tuple[str, str]], int]:
+        """Send up to ten jobs: keys, or ``(key, ETag of the copy to replace)`` for refreshes.
 
         Returns:
             The ``(key, reason)`` of the jobs that could not be sent, and the number of calls
@@ -129,7 +145,7 @@ class Enqueuer:
         """
         if len(keys) > BATCH_SIZE:
             raise ValueError(f"a batch holds at most {BATCH_SIZE} jobs")
-        pending = {str(index): key for index, key in enumerate(keys)}
+        pending = {str(index): job for index, job in enumerate(keys)}
         failures: list[tuple[str, str]] = []
         reason = "not sent"
         calls = 0
@@ -138,7 +154,7 @@ class Enqueuer:
                 break
             if attempt:
                 self._sleep(self.backoff * 2 ** (attempt - 1))
-            entries = [{"Id": i, "MessageBody": job_body(k)} for i, k in pending.items()]
+            entries = [{"Id": i, "MessageBody": _body_of(job)} for i, job in pending.items()]
             calls += 1
             try:
                 response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
@@ -160,12 +176,12 @@ class Enqueuer:
             for entry in response.get("Failed", []):
                 why = f"{entry.get('Code', 'error')}: {entry.get('Message', '')}".rstrip(": ")
                 if entry.get("SenderFault"):
-                    key = pending.pop(str(entry["Id"]), None)
-                    if key is not None:
-                        failures.append((key, why))
+                    job = pending.pop(str(entry["Id"]), None)
+                    if job is not None:
+                        failures.append((_key_of(job), why))
                 else:
                     reason = why
-        failures.extend((key, reason) for key in pending.values())
+        failures.extend((_key_of(job), reason) for job in pending.values())
         return failures, calls
 
     def send_all(
