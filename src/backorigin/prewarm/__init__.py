@@ -5,9 +5,14 @@
 * :class:`LocalPrewarm` copies jobs with worker threads through one copy engine, skipping what
   S3 already holds and reporting stale copies;
 * :class:`Enqueuer` sends the jobs to the copy queue in batches of ten, for the deployed
-  fetchers.
+  fetchers;
+* :func:`status` compares the origins with the bucket in one streaming pass and counts what
+  is migrated, missing, stale and orphaned (:class:`StatusReport`);
+* :func:`reconcile` copies what is missing, refreshes stale copies and applies the delete
+  policy, locally or through the copy queue (:class:`ReconcileSummary`).
 
-The ``backorigin prewarm`` command (:mod:`backorigin.cli.prewarm`) puts them together.
+The ``backorigin prewarm``, ``status`` and ``reconcile`` commands (:mod:`backorigin.cli`)
+parse arguments, call these and print.
 """
 
 from backorigin.prewarm.enqueue import (
@@ -20,18 +25,38 @@ from backorigin.prewarm.enqueue import (
 from backorigin.prewarm.keys_file import KeyWriter, count_keys, read_keys
 from backorigin.prewarm.listing import Job, Scan, Walk, plan_scans, routable, viewer_keys
 from backorigin.prewarm.local import LocalPrewarm, Outcome, Status, Tally, compare
+from backorigin.prewarm.ordered import ListingOrderError, OrderedJob, OrderedWalk
+from backorigin.prewarm.reconcile import (
+    Action,
+    ActionResult,
+    Deletes,
+    ReconcileSummary,
+    reconcile,
+)
+from backorigin.prewarm.status import Entry, State, StatusReport, Survey, status
 
 __all__ = [
     "BATCH_SIZE",
+    "Action",
+    "ActionResult",
+    "Deletes",
     "EnqueueTally",
     "Enqueuer",
+    "Entry",
     "Job",
     "KeyWriter",
+    "ListingOrderError",
     "LocalPrewarm",
+    "OrderedJob",
+    "OrderedWalk",
     "Outcome",
     "QueueUnusable",
+    "ReconcileSummary",
     "Scan",
+    "State",
     "Status",
+    "StatusReport",
+    "Survey",
     "Tally",
     "Walk",
     "compare",
@@ -39,6 +64,8 @@ __all__ = [
     "job_body",
     "plan_scans",
     "read_keys",
+    "reconcile",
     "routable",
+    "status",
     "viewer_keys",
 ]
