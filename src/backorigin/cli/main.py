@@ -12,7 +12,9 @@ from backorigin import __version__
 from backorigin.cli.common import EXIT_INVALID
 from backorigin.cli.fetch import fetch
 from backorigin.cli.prewarm import prewarm
+from backorigin.cli.reconcile import reconcile
 from backorigin.cli.serve import serve
+from backorigin.cli.status import status
 from backorigin.config import dump_json_schema, load_config
 from backorigin.errors import ConfigError
 
@@ -68,6 +70,8 @@ def schema(output: str) -> None:
 
 cli.add_command(fetch)
 cli.add_command(prewarm)
+cli.add_command(status)
+cli.add_command(reconcile)
 cli.add_command(serve)
 
 

@@ -1,0 +1,187 @@
+"""``backorigin reconcile``: copy what is missing, refresh stale copies, apply the deletes."""
+
+from __future__ import annotations
+
+__all__ = ["reconcile"]
+
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+import click
+
+from backorigin.cli.common import (
+    EXIT_INVALID,
+    config_argument,
+    load_or_exit,
+    s3_overrides,
+    setup_logging,
+)
+from backorigin.cli.prewarm import _sqs_client
+from backorigin.cli.status import EXIT_INTERRUPTED, console, keys_of, keys_option, live_counts
+from backorigin.config.units import format_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from backorigin.prewarm import Action, Entry, ReconcileSummary
+
+
+@click.command()
+@config_argument
+@click.argument("prefix", required=False, default="")
+@keys_option
+@click.option(
+    "--deletes",
+    type=click.Choice(["keep", "delete"]),
+    default="keep",
+    show_default=True,
+    help="What to do with orphaned copies (only copies with backorigin's provenance).",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be done; write and send nothing.")
+@click.option("--queue-url", help="Send copies and refreshes to this SQS copy queue instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every count.")
+@click.option(
+    "--concurrency",
+    "-j",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Copies (or SendMessageBatch calls) and HEAD requests in flight.",
+)
+@click.option("--bucket", help="Bucket name (overrides bucket.name).")
+@click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
+@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+def reconcile(
+    config: str,
+    prefix: str,
+    keys_file: str | None,
+    deletes: str,
+    dry_run: bool,
+    queue_url: str | None,
+    as_json: bool,
+    concurrency: int,
+    bucket: str | None,
+    s3_endpoint: str | None,
+    verbose: int,
+) -> None:
+    """Bring the bucket in step with the origins under PREFIX.
+
+    Compares as status does, then copies what is missing, refreshes stale copies and, with
+    --deletes delete, deletes orphaned copies. A refresh or delete replaces only the copy
+    backorigin made, conditional on its ETag: an object the application wrote into the
+    bucket is never overwritten or deleted (such actions end "refused").
+
+    Locally through the copy engine, or with --queue-url sent to the copy queue for the
+    deployed fetchers (deletes are made from here). --dry-run prints the actions, tab-separated
+    (action, key, reason), and changes nothing.
+
+    Exits 0 when every action succeeded, 1 when some failed, 2 when something could not be
+    examined (an origin that cannot be listed: give its keys with --keys FILE).
+    """
+    from backorigin.prewarm import reconcile as run_reconcile
+
+    setup_logging(verbose)
+    loaded = s3_overrides(load_or_exit(config), bucket=bucket, endpoint_url=s3_endpoint)
+    err = console(stderr=True)
+    out = console(stderr=False)
+    lock = threading.Lock()
+
+    def on_action(action: Action, entry: Entry) -> None:
+        if dry_run and not as_json:
+            with lock:  # data for other tools: tab-separated, never reformatted
+                click.echo(f"{action.value}\t{entry.key}\t{entry.reason or ''}".rstrip("\t"))
+
+    sqs = _sqs_client(queue_url, concurrency) if queue_url and not dry_run else None
+    try:
+        with keys_of(keys_file) as keys:
+            from backorigin.prewarm import StatusReport
+
+            shown = StatusReport(prefix=prefix)
+            live = not as_json and not dry_run and err.is_terminal
+            with live_counts(err, shown, enabled=live, title="reconcile") as on_entry:
+
+                def counted(entry: Entry) -> None:
+                    shown.add(entry)
+                    if on_entry is not None:
+                        on_entry(entry)
+
+                summary = run_reconcile(
+                    loaded,
+                    prefix,
+                    keys=keys,
+                    deletes="delete" if deletes == "delete" else "keep",
+                    dry_run=dry_run,
+                    queue_url=queue_url,
+                    sqs_client=sqs,
+                    concurrency=concurrency,
+                    on_action=on_action,
+                    on_entry=counted,
+                )
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        print_summary(summary, out, err)
+    if not summary.status.ok:
+        sys.exit(EXIT_INVALID)
+    sys.exit(0 if summary.ok else 1)
+
+
+def print_summary(summary: ReconcileSummary, out: Console, err: Console) -> None:
+    """What was found and what was done, as a table."""
+    from rich import box
+    from rich.table import Table
+
+    from backorigin.prewarm import Action, ActionResult, State
+
+    report = summary.status
+    title = "reconcile" + (" (dry run)" if summary.dry_run else "")
+    if summary.queue_url:
+        title += f" via {summary.queue_url}"
+    table = Table(title=title, box=box.SIMPLE)
+    table.add_column("action")
+    table.add_column("planned", justify="right")
+    results = (
+        [ActionResult.PLANNED]
+        if summary.dry_run
+        else [ActionResult.DONE, ActionResult.ENQUEUED, ActionResult.REFUSED, ActionResult.FAILED]
+    )
+    for result in results:
+        table.add_column(result.value, justify="right")
+    found = {
+        Action.COPY: State.MISSING,
+        Action.REFRESH: State.STALE,
+        Action.DELETE: State.ORPHANED,
+    }
+    for action, state in found.items():
+        label = f"{action.value} ({report.objects[state]} {state.value})"
+        if action is Action.DELETE and summary.deletes == "keep":
+            label += ", kept"
+        table.add_row(
+            label,
+            str(summary.planned[action]),
+            *(str(summary.results[(action, r)]) for r in results),
+        )
+    out.print(table)
+    out.print(
+        f"{report.objects[State.MIGRATED]} object(s) already current; "
+        f"{format_size(summary.bytes_copied)} copied; "
+        f"{report.objects[State.APPLICATION]} of the application's own left alone",
+        highlight=False,
+    )
+    for action, key, reason in summary.examples:
+        err.print(f"{action.value} {key}: {reason}", highlight=False, markup=False)
+    for origin, reason in report.not_listable.items():
+        err.print(
+            f"origin {origin} was not listed ({reason}); give its keys with --keys",
+            highlight=False,
+            markup=False,
+        )
+    for key, reason in report.failure_examples[:5]:
+        err.print(f"could not examine {key}: {reason}", highlight=False, markup=False)
+    if report.error:
+        err.print(f"stopped early: {report.error}", highlight=False, markup=False)

@@ -1,0 +1,226 @@
+"""``backorigin status``: how far the migration has come, object by object."""
+
+from __future__ import annotations
+
+__all__ = ["status"]
+
+import json
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from backorigin.cli.common import (
+    EXIT_INVALID,
+    config_argument,
+    load_or_exit,
+    s3_overrides,
+    setup_logging,
+)
+from backorigin.config.units import format_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from backorigin.config import Config
+    from backorigin.prewarm import Entry, StatusReport
+
+EXIT_INTERRUPTED = 130
+
+_LABELS = {
+    "migrated": "migrated",
+    "missing": "missing",
+    "stale": "stale",
+    "orphaned": "orphaned",
+    "application": "the application's own",
+    "unchecked": "unchecked",
+}
+
+
+def keys_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--keys FILE``: viewer keys to examine instead of listing the origins."""
+    decorated: Callable[..., Any] = click.option(
+        "--keys",
+        "keys_file",
+        type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+        help="Viewer keys to examine, one per line (- for standard input), instead of "
+        "listing the origins (for origins that cannot be listed, such as http).",
+    )(function)
+    return decorated
+
+
+@click.command()
+@config_argument
+@click.argument("prefix", required=False, default="")
+@keys_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every count.")
+@click.option(
+    "--concurrency",
+    "-j",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="HEAD requests in flight.",
+)
+@click.option("--bucket", help="Bucket name (overrides bucket.name).")
+@click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
+@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+def status(
+    config: str,
+    prefix: str,
+    keys_file: str | None,
+    as_json: bool,
+    concurrency: int,
+    bucket: str | None,
+    s3_endpoint: str | None,
+    verbose: int,
+) -> None:
+    """Compare the origins with the bucket under PREFIX and count each class of object.
+
+    The origins' listings (mapped to viewer keys through the routes, as prewarm --list does)
+    and the bucket's listing are walked side by side: migrated (in the bucket and current),
+    missing (not in the bucket), stale (the origin object changed after the copy), orphaned
+    (a copy whose origin object is gone), the application's own objects (no backorigin
+    provenance; never touched) and unreachable origin objects (no viewer key maps to them).
+    Only objects whose freshness the listings leave in doubt cost a HEAD.
+
+    Exits 0 when nothing is missing or stale, 1 otherwise, 2 when something could not be
+    examined (an origin that cannot be listed: give its keys with --keys FILE).
+    """
+    setup_logging(verbose)
+    loaded = s3_overrides(load_or_exit(config), bucket=bucket, endpoint_url=s3_endpoint)
+    err = console(stderr=True)
+    out = console(stderr=False)
+    try:
+        with keys_of(keys_file) as keys:
+            report = run_status(loaded, prefix, keys, concurrency, err, live=not as_json)
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_report(report, out, err)
+    sys.exit(exit_code(report))
+
+
+def exit_code(report: StatusReport) -> int:
+    """0 when complete, 2 when something could not be examined, 1 otherwise."""
+    if not report.ok:
+        return EXIT_INVALID
+    return 0 if report.complete else 1
+
+
+@contextmanager
+def keys_of(keys_file: str | None) -> Iterator[Iterator[str] | None]:
+    """The keys of ``--keys`` read lazily (None without it)."""
+    from backorigin.prewarm import read_keys
+
+    if keys_file is None:
+        yield None
+    elif keys_file == "-":
+        yield read_keys(sys.stdin)
+    else:
+        with open(keys_file, encoding="utf-8", newline="") as file:
+            yield read_keys(file)
+
+
+def run_status(
+    config: Config,
+    prefix: str,
+    keys: Iterator[str] | None,
+    concurrency: int,
+    err: Console,
+    *,
+    live: bool,
+) -> StatusReport:
+    """Run the comparison with a live display of the counts on standard error."""
+    from backorigin.prewarm import Survey
+
+    survey = Survey(config, prefix=prefix, keys=keys, concurrency=concurrency)
+    with live_counts(err, survey.report, enabled=live and err.is_terminal) as on_entry:
+        return survey.run(on_entry)
+
+
+@contextmanager
+def live_counts(
+    err: Console, report: StatusReport, *, enabled: bool, title: str = "status"
+) -> Iterator[Callable[[Entry], None] | None]:
+    """A live line of counts per class while the walk runs (nothing when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from rich.live import Live
+    from rich.text import Text
+
+    lock = threading.Lock()
+
+    def render() -> Text:
+        counts = "  ".join(
+            f"{label} {report.objects[state]}"
+            for state, label in _states().items()
+            if report.objects[state] or state.value in ("migrated", "missing", "stale")
+        )
+        return Text(f"{title}: {counts}  (bucket listed {report.bucket_listed})")
+
+    with Live(render(), console=err, refresh_per_second=4, transient=True) as live:
+
+        def on_entry(entry: Entry) -> None:
+            with lock:
+                live.update(render())
+
+        yield on_entry
+
+
+def _states() -> dict[Any, str]:
+    from backorigin.prewarm import State
+
+    return {State(value): label for value, label in _LABELS.items()}
+
+
+def print_report(report: StatusReport, out: Console, err: Console) -> None:
+    """The table of classes with objects, bytes and the share migrated."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"status {report.prefix or '(all keys)'}", box=box.SIMPLE)
+    table.add_column("class")
+    table.add_column("objects", justify="right")
+    table.add_column("bytes", justify="right")
+    for state, label in _states().items():
+        table.add_row(label, str(report.objects[state]), format_size(report.bytes[state]))
+    table.add_row("unreachable", str(report.unreachable), format_size(report.unreachable_bytes))
+    out.print(table)
+    out.print(
+        f"migrated: {report.share_migrated:.1%} of {report.at_origin} origin object(s); "
+        f"{report.bucket_heads} HEAD(s) at the bucket, {report.origin_heads} at the origins",
+        highlight=False,
+    )
+    for state, examples in report.examples.items():
+        if state.value in ("application",):
+            continue
+        err.print(f"{_LABELS[state.value]} ({report.objects[state]}), e.g.:", highlight=False)
+        for key, reason in examples[:5]:
+            err.print(f"  {key}  {reason}".rstrip(), highlight=False, markup=False)
+    for key, reason in report.failure_examples[:5]:
+        err.print(f"could not examine {key}: {reason}", highlight=False, markup=False)
+    for origin, reason in report.not_listable.items():
+        err.print(
+            f"origin {origin} was not listed ({reason}); give its keys with --keys",
+            highlight=False,
+            markup=False,
+        )
+    if report.error:
+        err.print(f"stopped early: {report.error}", highlight=False, markup=False)
+    if report.complete:
+        out.print("complete: every origin object has a current copy in the bucket")
+
+
+def console(*, stderr: bool) -> Console:
+    """A console that never wraps keys mid-word."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
