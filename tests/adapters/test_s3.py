@@ -37,7 +37,8 @@ from backorigin.errors import (
 )
 from backorigin.testing.conformance import AdapterConformance
 from backorigin.testing.servers import SeaweedFS
-from backorigin.types import ByteRange, OriginRequest
+from backorigin.testing.strict import StrictS3Proxy
+from backorigin.types import ByteRange, OriginRequest, OriginSpec
 
 ACCESS_KEY = "backorigin-test-key"
 SECRET_KEY = "s3cr3t-K3y-5b0e9d21f7"
@@ -51,6 +52,8 @@ ACCESS_KEY_AUTH = {
 }
 PREFIX = "pfx/"
 MakeAdapter = Callable[..., S3Adapter]
+CloudFrontFetch = Callable[[OriginSpec, OriginRequest], urllib3.BaseHTTPResponse]
+"""The ``via_cloudfront`` fixture: send a signed request with CloudFront's headers added."""
 
 
 def admin_client(url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> S3Client:
@@ -65,11 +68,31 @@ def admin_client(url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRE
     )
 
 
+PUBLIC_BUCKET = "public-media"
+"""A bucket anyone may read (SeaweedFS's anonymous identity), for auth mode anonymous."""
+
+
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[SeaweedFS]:
     """SeaweedFS with S3 authentication on; every S3 test shares it (own buckets/keys)."""
-    with SeaweedFS(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server:
+    server = SeaweedFS(
+        access_key=ACCESS_KEY, secret_key=SECRET_KEY, anonymous_read=(PUBLIC_BUCKET,)
+    )
+    with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def strict_s3(seaweed: SeaweedFS) -> Iterator[StrictS3Proxy]:
+    """S3's rule in front of SeaweedFS: a signed request carries no unsigned x-amz-* header."""
+    with StrictS3Proxy(seaweed.url) as proxy:
+        yield proxy  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def public_bucket(admin: S3Client) -> str:
+    admin.create_bucket(Bucket=PUBLIC_BUCKET)
+    return PUBLIC_BUCKET
 
 
 @pytest.fixture(scope="session")
@@ -464,12 +487,18 @@ def _viewer_headers_kept(request: OriginRequest) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["plain.txt", "with space+plus/ünï%2Fcödé.txt"])
-def test_signed_request_is_accepted(
-    make_s3_adapter: MakeAdapter, admin: S3Client, name: str
+def test_a_signed_request_is_refused_once_cloudfront_adds_its_headers(
+    make_s3_adapter: MakeAdapter,
+    admin: S3Client,
+    strict_s3: StrictS3Proxy,
+    via_cloudfront: CloudFrontFetch,
+    name: str,
 ) -> None:
+    """Why validation keeps signing modes off the edge: the signature is right as made, and
+    S3 refuses it once CloudFront has added X-Amz-Cf-Id (which the function cannot see)."""
     data = b"served through the edge " + name.encode()
     admin.put_object(Bucket="plain", Key=PREFIX + "edge/" + name, Body=data)
-    adapter = make_s3_adapter(prefix=PREFIX)
+    adapter = make_s3_adapter(prefix=PREFIX, endpoint_url=strict_s3.url)
     request = OriginRequest(
         "GET",
         adapter.origin_uri("edge/" + name),
@@ -478,7 +507,6 @@ def test_signed_request_is_accepted(
             "x-amz-meta-injected": "viewer",
             "authorization": "viewer",
             "x-amz-security-token": "viewer",
-            "x-amz-cf-id": "cloudfront-request-id",
         },
     )
     signed = adapter.sign(request)
@@ -489,14 +517,16 @@ def test_signed_request_is_accepted(
     assert "x-amz-meta-injected" not in signed.headers
     assert not _viewer_headers_kept(signed)
     assert signed.headers["accept"] == "*/*"
-    assert signed.headers["x-amz-cf-id"] == "cloudfront-request-id"  # CloudFront's own
-    response = fetch(adapter, signed)
+    response = fetch(adapter, signed)  # sent as signed: accepted
     assert response.status == 200, response.data
     assert response.data == data
-    # Range and conditionals are not signed, so CloudFront may add or change them.
+    # Range and conditionals are not signed, so a client may add or change them.
     ranged = fetch(adapter, signed.with_headers({"Range": "bytes=0-5"}))
     assert ranged.status == 206
     assert ranged.data == data[:6]
+    behind_cloudfront = via_cloudfront(adapter.cloudfront_origin(), signed)
+    assert behind_cloudfront.status == 403
+    assert b"<HeadersNotSigned>x-amz-cf-id</HeadersNotSigned>" in behind_cloudfront.data
 
 
 def test_signed_request_with_query_string(make_s3_adapter: MakeAdapter, admin: S3Client) -> None:
@@ -523,17 +553,62 @@ def test_request_signed_with_a_wrong_secret_is_refused(
 
 
 def test_default_chain_reads_and_signs(
-    make_s3_adapter: MakeAdapter, admin: S3Client, monkeypatch: pytest.MonkeyPatch
+    make_s3_adapter: MakeAdapter,
+    admin: S3Client,
+    monkeypatch: pytest.MonkeyPatch,
+    strict_s3: StrictS3Proxy,
+    via_cloudfront: CloudFrontFetch,
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     admin.put_object(Bucket="plain", Key="default/object", Body=b"from the chain")
-    adapter = make_s3_adapter(auth={"mode": "default"}, environ={})
+    adapter = make_s3_adapter(auth={"mode": "default"}, environ={}, endpoint_url=strict_s3.url)
     assert adapter.read_bytes("default/object") == b"from the chain"
     signed = adapter.sign(OriginRequest("GET", adapter.origin_uri("default/object")))
     assert fetch(adapter, signed).data == b"from the chain"
+    assert via_cloudfront(adapter.cloudfront_origin(), signed).status == 403
+
+
+# --- auth mode anonymous: a public bucket, the mode that works behind CloudFront ---------------
+
+
+def test_anonymous_reads_a_public_bucket_and_passes_behind_cloudfront(
+    make_s3_adapter: MakeAdapter,
+    admin: S3Client,
+    public_bucket: str,
+    strict_s3: StrictS3Proxy,
+    via_cloudfront: CloudFrontFetch,
+) -> None:
+    data = b"public bytes " * 20
+    admin.put_object(Bucket=public_bucket, Key="pub/a b.txt", Body=data)
+    adapter = make_s3_adapter(
+        bucket=public_bucket, auth={"mode": "anonymous"}, environ={}, endpoint_url=strict_s3.url
+    )
+    assert adapter.read_bytes("pub/a b.txt") == data
+    assert adapter.head("pub/a b.txt").size == len(data)
+    assert [info.key for info in adapter.list("pub/")] == ["pub/a b.txt"]
+    viewer = {"authorization": "viewer", "x-amz-date": "viewer", "range": "bytes=0-11"}
+    signed = adapter.sign(OriginRequest("GET", adapter.origin_uri("pub/a b.txt"), headers=viewer))
+    assert dict(signed.headers) == {"range": "bytes=0-11"}
+    refused = len(strict_s3.refused)
+    response = via_cloudfront(adapter.cloudfront_origin(), signed)
+    assert strict_s3.refused[refused:] == []
+    assert response.status == 206
+    assert response.data == data[:12]
+
+
+def test_anonymous_sends_no_credentials_even_when_the_environment_has_some(
+    make_s3_adapter: MakeAdapter, admin: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    admin.put_object(Bucket="plain", Key="anon/private", Body=b"private")
+    adapter = make_s3_adapter(auth={"mode": "anonymous"}, environ={})
+    # The private bucket refuses: the environment's (valid) keys were not used.
+    with pytest.raises(PermissionDenied):
+        adapter.read_bytes("anon/private")
 
 
 # --- config and the CloudFront origin ---------------------------------------------------------
@@ -619,10 +694,38 @@ origins:
 
 
 def test_aws_origin_without_region_is_rejected_at_the_edge() -> None:
+    anonymous = "    auth: {mode: anonymous}\n"
     with pytest.raises(ConfigError, match="region is not set"):
-        load_config(EDGE_CONFIG.format(extra=""))
-    load_config(EDGE_CONFIG.format(extra="    region: eu-west-2"))
-    load_config(EDGE_CONFIG.format(extra="    endpoint_url: https://objects.example.com"))
+        load_config(EDGE_CONFIG.format(extra=anonymous))
+    load_config(EDGE_CONFIG.format(extra=anonymous + "    region: eu-west-2"))
+    load_config(EDGE_CONFIG.format(extra=anonymous + "    endpoint_url: https://o.example.com"))
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        "{mode: default}",
+        "{mode: access_key, access_key_id: {secret: {env: A}}, "
+        "secret_access_key: {secret: {env: B}}}",
+        "{mode: assume_role, role_arn: 'arn:aws:iam::123456789012:role/r'}",
+    ],
+)
+@pytest.mark.parametrize("where", ["    region: eu-west-2", "    endpoint_url: https://o.example"])
+def test_signing_modes_are_refused_at_the_edge_and_allowed_in_fallback(
+    auth: str, where: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(EDGE_CONFIG.format(extra=f"{where}\n    auth: {auth}"))
+    message = str(caught.value)
+    assert "origins[0].auth" in message
+    assert "X-Amz-Cf-Id" in message
+    assert "fallback" in message
+    assert "anonymous" in message
+    fallback_only = EDGE_CONFIG.format(extra=f"{where}\n    auth: {auth}") + (
+        "  - {name: web, type: http, base_url: 'https://old.example.com/'}\n"
+        "routes:\n  - {prefix: '', origin: web, fallback: [old]}\n"
+    )
+    assert load_config(fallback_only).origins[0].name == "old"
 
 
 # --- assume_role, on moto (STS and S3 in one server) ------------------------------------------
@@ -654,7 +757,10 @@ def base_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("base_identity")
-def test_assume_role_reads_with_the_assumed_credentials(moto_url: str) -> None:
+def test_assume_role_reads_with_the_assumed_credentials(
+    moto_url: str, via_cloudfront: CloudFrontFetch
+) -> None:
+    cloudfront_fetch = via_cloudfront
     moto = admin_client(moto_url, BASE_KEY, "base-secret")
     name = f"assumed-{uuid.uuid4().hex[:8]}"
     moto.create_bucket(Bucket=name)
@@ -696,6 +802,15 @@ def test_assume_role_reads_with_the_assumed_credentials(moto_url: str) -> None:
     arn = sts.get_caller_identity()["Arn"]
     assert arn == "arn:aws:sts::123456789012:assumed-role/backorigin-reader/backorigin-test"
     assert fetch(adapter, signed).data == b"read as the role"
+    # Behind CloudFront, S3's rule refuses it: moto would not, so the strict proxy stands in.
+    with StrictS3Proxy(moto_url) as strict:
+        fields = {**config.model_dump(), "endpoint_url": strict.url}
+        with S3Adapter(S3Origin.model_validate(fields)) as behind:
+            request = behind.sign(OriginRequest("GET", behind.origin_uri("k/object")))
+            assert fetch(behind, request).data == b"read as the role"
+            refused = cloudfront_fetch(behind.cloudfront_origin(), request)
+    assert refused.status == 403
+    assert b"x-amz-cf-id" in refused.data
 
 
 def test_assume_role_without_a_base_identity_is_unauthenticated(

@@ -14,8 +14,9 @@ The adapter
   VersionId (see :func:`version_token`), so a replaced object fails with
   :class:`PreconditionFailed` instead of mixing bytes of two versions;
 * streams bodies raw (``Content-Encoding`` is never decoded);
-* signs CloudFront's origin requests with SigV4, using botocore's own signer
-  (:meth:`S3Adapter.sign`).
+* reads public buckets unsigned (auth mode ``anonymous``), the one mode that works at the
+  edge: CloudFront adds ``X-Amz-Cf-Id`` after the edge function, and S3 refuses a signed
+  request that carries an ``x-amz-*`` header it did not sign (:meth:`S3Adapter.sign`).
 
 botocore's exceptions are translated into :mod:`backorigin.errors` in :func:`_translate` and
 nowhere else.
@@ -42,7 +43,12 @@ from urllib.parse import urlsplit
 from backorigin import __version__
 from backorigin.adapters.base import ObjectStream, OriginAdapter
 from backorigin.adapters.headers import retry_after_seconds
-from backorigin.config.origins import S3AccessKeyAuth, S3AssumeRoleAuth, S3Origin
+from backorigin.config.origins import (
+    S3AccessKeyAuth,
+    S3AnonymousAuth,
+    S3AssumeRoleAuth,
+    S3Origin,
+)
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import (
     InvalidRange,
@@ -331,9 +337,7 @@ def _window(
 
 def _viewer_auth(name: str) -> bool:
     """Whether a (lower-case) request header is auth a viewer may not pass to the origin."""
-    if name == "authorization":
-        return True
-    return name.startswith("x-amz-") and not name.startswith("x-amz-cf-")
+    return name == "authorization" or name.startswith("x-amz-")
 
 
 # --- credentials ---------------------------------------------------------------------------------
@@ -362,14 +366,18 @@ class _FixedCredentialProvider:
 class S3Adapter(OriginAdapter[S3Origin]):
     """Reads objects from an S3 bucket or an S3-compatible store.
 
-    Where each auth mode works (``default``, ``access_key`` and ``assume_role`` all work in
-    the copy path and at the edge; see their config classes):
+    Where each auth mode works (see their config classes):
 
-    * ``default``: botocore's credential chain; at the edge that is the Lambda@Edge function's
-      execution role, which the bucket must grant ``s3:GetObject``.
-    * ``access_key``: both halves from secret references, resolved on first use.
+    * ``default``: botocore's credential chain (the fetcher's role); copy path.
+    * ``access_key``: both halves from secret references, resolved on first use; copy path.
     * ``assume_role``: STS AssumeRole with the chain's identity (role ARN, external id and
-      session name from the config), refreshed by botocore shortly before expiry.
+      session name from the config), refreshed by botocore shortly before expiry; copy path.
+    * ``anonymous``: unsigned requests to a public bucket; copy path and edge.
+
+    The signing modes cannot serve CloudFront: it adds ``X-Amz-Cf-Id`` to origin requests
+    after the edge function ran, and S3 refuses a SigV4 request carrying an unsigned
+    ``x-amz-*`` header. Config validation keeps them out of the edge (see
+    :data:`backorigin.config.origins.S3_EDGE_SIGNING_PROBLEM`).
 
     Args:
         config: The origin's config.
@@ -538,17 +546,24 @@ class S3Adapter(OriginAdapter[S3Origin]):
         return OriginSpec(host, f"{base_path}/{bucket}", protocol, port)
 
     def sign(self, request: OriginRequest) -> OriginRequest:
-        """Sign an origin request with SigV4 (botocore's S3 signer), as CloudFront sends it.
+        """The request as CloudFront must send it, signed with SigV4 unless ``anonymous``.
 
-        The signature covers the method, the full path (origin path + ``uri``), the query
-        string, ``host``, CloudFront's ``x-amz-cf-*`` headers when the request has them, and
-        the ``x-amz-*`` headers added here: ``x-amz-date``, ``x-amz-content-sha256:
-        UNSIGNED-PAYLOAD`` and, for temporary credentials, ``x-amz-security-token``. Headers
-        CloudFront may still change (``range``, conditionals, ``via``) are left unsigned. A
-        viewer's own ``authorization`` and other ``x-amz-*`` headers are dropped: they would
-        break the signature or be signed with the origin's credentials. So the returned
-        request's headers are the whole set to send, not additions.
+        A viewer's own ``authorization`` and ``x-amz-*`` headers are dropped in every mode:
+        they would be taken as credentials or break the signature. So the returned request's
+        headers are the whole set to send, not additions.
+
+        ``anonymous``: nothing is added; this is the mode that works behind CloudFront.
+
+        The signing modes sign with botocore's S3 signer: the method, the full path (origin
+        path + ``uri``), the query string, ``host`` and the ``x-amz-*`` headers added here
+        (``x-amz-date``, ``x-amz-content-sha256: UNSIGNED-PAYLOAD`` and, for temporary
+        credentials, ``x-amz-security-token``). Such a request is right for any client that
+        sends it as it is, but not for CloudFront, which adds ``X-Amz-Cf-Id`` afterwards (S3
+        then refuses it); validation keeps these modes off the edge.
         """
+        kept = {name: value for name, value in request.headers.items() if not _viewer_auth(name)}
+        if isinstance(self.config.auth, S3AnonymousAuth):
+            return replace(request, headers=MappingProxyType(kept))
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.config import Config
@@ -558,18 +573,11 @@ class S3Adapter(OriginAdapter[S3Origin]):
         host = spec.domain if spec.port == default_port else f"{spec.domain}:{spec.port}"
         query = f"?{request.querystring}" if request.querystring else ""
         url = f"{spec.protocol}://{host}{spec.path}{request.uri}{query}"
-        kept = {name: value for name, value in request.headers.items() if not _viewer_auth(name)}
         what = f"signing {request.method} {request.uri!r} for origin {self.name!r}"
         aws_request = AWSRequest(
             method=request.method,
             url=url,
-            headers={
-                "host": host,
-                "x-amz-content-sha256": UNSIGNED_PAYLOAD,
-                # S3 servers refuse unsigned x-amz-* headers; CloudFront's own are signed
-                # as they are when the event shows them (viewers cannot set them).
-                **{k: v for k, v in kept.items() if k.startswith("x-amz-cf-")},
-            },
+            headers={"host": host, "x-amz-content-sha256": UNSIGNED_PAYLOAD},
         )
         # S3SigV4Auth signs the payload hash over http unless told not to; CloudFront sends
         # no body, and UNSIGNED-PAYLOAD is what its own origin access control sends.
@@ -619,6 +627,12 @@ class S3Adapter(OriginAdapter[S3Origin]):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
+        if isinstance(self.config.auth, S3AnonymousAuth):
+            from botocore import UNSIGNED
+
+            # Unsigned requests: no credential lookup at all, so the environment's
+            # credentials are never sent to a public bucket's owner.
+            config = config.merge(self._botocore_config(signature_version=UNSIGNED))
         region = self.config.region
         if region is None and self.config.endpoint_url is not None:
             region = DEFAULT_REGION  # what sign() uses; not whatever AWS_REGION says

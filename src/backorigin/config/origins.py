@@ -7,6 +7,7 @@ register an adapter whose ``config_model`` is that subclass (see ``backorigin.ad
 from __future__ import annotations
 
 __all__ = [
+    "S3_EDGE_SIGNING_PROBLEM",
     "AuthMode",
     "AzureAccountKeyAuth",
     "AzureAnonymousAuth",
@@ -24,9 +25,11 @@ __all__ = [
     "HttpOrigin",
     "OriginConfig",
     "S3AccessKeyAuth",
+    "S3AnonymousAuth",
     "S3AssumeRoleAuth",
     "S3DefaultAuth",
     "S3Origin",
+    "S3SigningAuth",
     "Strict",
 ]
 
@@ -426,31 +429,69 @@ class AzureOrigin(OriginConfig):
 # --- S3-compatible ------------------------------------------------------------------------------
 
 
-class S3DefaultAuth(AuthMode):
+S3_EDGE_SIGNING_PROBLEM = (
+    "S3 refuses a Signature Version 4 request that carries an x-amz-* header it did not "
+    "sign, and CloudFront adds X-Amz-Cf-Id to every origin request after the edge function "
+    "has signed it, so no request signed at the edge can reach this bucket; instead put the "
+    "origin in a route's fallback (the fetcher copies from it with these credentials), make "
+    "the bucket publicly readable and use auth mode anonymous, or serve it as a static S3 "
+    "origin with CloudFront origin access control"
+)
+"""Why a signing S3 auth mode cannot be used at the edge, and what to do instead.
+
+Sources: Amazon CloudFront Developer Guide, "Request and response behavior for custom
+origins" (CloudFront adds ``X-Amz-Cf-Id``) and "Restrictions on edge functions" (a function
+can neither see nor set ``X-Amz-Cf-*`` headers); Amazon S3 API Reference, "Signature
+Calculations for the Authorization Header" and "Authenticating Requests: Using Query
+Parameters" (every ``x-amz-*`` header sent must be signed)."""
+
+
+class S3SigningAuth(AuthMode):
+    """Base of the S3 modes that sign requests (SigV4): copy path only.
+
+    At the edge CloudFront adds ``X-Amz-Cf-Id`` after the function signed the request, which
+    S3 then refuses (see :data:`S3_EDGE_SIGNING_PROBLEM`), whether the signature is in the
+    ``Authorization`` header or in the query string.
+    """
+
+    def edge_problem(self) -> str | None:
+        return S3_EDGE_SIGNING_PROBLEM
+
+
+class S3AnonymousAuth(AuthMode):
+    """A publicly readable bucket, read without credentials.
+
+    Works in the copy path and at the edge: an unsigned request is not refused for carrying
+    CloudFront's ``X-Amz-Cf-Id``. The bucket policy must allow ``s3:GetObject`` to everyone
+    (``s3:ListBucket`` too for prewarm).
+    """
+
+    mode: Literal["anonymous"]
+
+
+class S3DefaultAuth(S3SigningAuth):
     """boto3's default credential chain (environment, profile, container or instance role).
 
-    Works in the copy path (the fetcher's role) and at the edge, where the chain yields the
-    Lambda@Edge function's execution role: the bucket must grant that role read access. A
-    store that is not AWS does not know that role, so give such stores ``access_key``.
+    Works in the copy path (the fetcher's role, which the bucket must grant read access).
+    A store that is not AWS does not know that role, so give such stores ``access_key``.
     """
 
     mode: Literal["default"] = "default"
 
 
-class S3AccessKeyAuth(AuthMode):
-    """A static access key pair from secrets. Works in the copy path and at the edge."""
+class S3AccessKeyAuth(S3SigningAuth):
+    """A static access key pair from secrets. Works in the copy path."""
 
     mode: Literal["access_key"]
     access_key_id: SecretRef
     secret_access_key: SecretRef
 
 
-class S3AssumeRoleAuth(AuthMode):
+class S3AssumeRoleAuth(S3SigningAuth):
     """Credentials from assuming an IAM role with STS, refreshed before they expire.
 
-    The role is assumed with the default credential chain's identity (the fetcher's or the
-    edge function's execution role, which must be allowed ``sts:AssumeRole``). Works in the
-    copy path and at the edge (one STS call per function container and hour).
+    The role is assumed with the default credential chain's identity (the fetcher's
+    execution role, which must be allowed ``sts:AssumeRole``). Works in the copy path.
     """
 
     mode: Literal["assume_role"]
@@ -463,11 +504,19 @@ class S3AssumeRoleAuth(AuthMode):
     )
 
 
-S3Auth = Annotated[S3DefaultAuth | S3AccessKeyAuth | S3AssumeRoleAuth, Field(discriminator="mode")]
+S3Auth = Annotated[
+    S3DefaultAuth | S3AccessKeyAuth | S3AssumeRoleAuth | S3AnonymousAuth,
+    Field(discriminator="mode"),
+]
 
 
 class S3Origin(OriginConfig):
-    """A bucket in another account or region, or on any S3-compatible store."""
+    """A bucket in another account or region, or on any S3-compatible store.
+
+    CloudFront can reach it through the edge function only with auth mode ``anonymous`` (a
+    public bucket); a private bucket belongs in a route's ``fallback``, where the fetcher
+    copies from it.
+    """
 
     type: Literal["s3"]
     bucket: str = Field(min_length=3, max_length=63)
@@ -501,8 +550,9 @@ class S3Origin(OriginConfig):
         problem = super().edge_problem()
         if problem is None and self.endpoint_url is None and self.region is None:
             return (
-                "region is not set: the edge function signs requests (SigV4) for the "
-                "bucket's region and cannot look it up; set region"
+                "region is not set: CloudFront is sent to the bucket's regional endpoint "
+                "(BUCKET.s3.REGION.amazonaws.com), which the edge function cannot look up; "
+                "set region"
             )
         return problem
 

@@ -167,15 +167,24 @@ class SeaweedFS(LocalServer):
     Args:
         access_key: With ``secret_key``, turns S3 authentication on with this identity.
         secret_key: The identity's secret key.
+        anonymous_read: Buckets anyone may read and list without credentials (public
+            buckets), when authentication is on.
     """
 
     name = "seaweedfs"
     stop_timeout = 3.0  # it can take ~30 s after big uploads; SIGKILL is fine for tests
 
-    def __init__(self, *, access_key: str | None = None, secret_key: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        anonymous_read: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.access_key = access_key
         self.secret_key = secret_key
+        self.anonymous_read = anonymous_read
         # Every component also listens on port + 10000 for gRPC.
         self.ports = [free_port(also_free_at=(10000,)) for _ in range(5)]
 
@@ -207,21 +216,18 @@ class SeaweedFS(LocalServer):
         ]
         if self.access_key and self.secret_key:
             identities = self.workdir / "identities.json"
-            identities.write_text(
-                json.dumps(
-                    {
-                        "identities": [
-                            {
-                                "name": "backorigin",
-                                "credentials": [
-                                    {"accessKey": self.access_key, "secretKey": self.secret_key}
-                                ],
-                                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                            }
-                        ]
-                    }
-                )
-            )
+            users: list[dict[str, object]] = [
+                {
+                    "name": "backorigin",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+            if self.anonymous_read:
+                # SeaweedFS's identity named "anonymous" is what unsigned requests act as.
+                actions = [f"{a}:{b}" for b in self.anonymous_read for a in ("Read", "List")]
+                users.append({"name": "anonymous", "actions": actions})
+            identities.write_text(json.dumps({"identities": users}))
             argv.append(f"-s3.config={identities}")
         return argv
 
