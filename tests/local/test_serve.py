@@ -172,7 +172,7 @@ def test_the_serve_command_hides_provenance_unless_asked_and_serves_the_root(
     port = free_port()
     command = [sys.executable, "-m", "backorigin.cli", "serve", str(config), "--port", str(port)]
     if keep:
-        command.append("--keep-provenance-headers")
+        command.append("--expose-provenance")
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stderr is not None

@@ -39,7 +39,7 @@ DEFAULT_BUCKET = "backorigin-local"
     "origins on this machine are served, with a warning).",
 )
 @click.option(
-    "--keep-provenance-headers",
+    "--expose-provenance",
     is_flag=True,
     help="Show viewers the copies' x-amz-meta-backorigin-* metadata (removed by default, as "
     "the deployed distribution does).",
@@ -53,7 +53,7 @@ def serve(
     workers: int,
     default_root_object: str,
     strict_origins: bool,
-    keep_provenance_headers: bool,
+    expose_provenance: bool,
 ) -> None:
     """Serve CONFIG locally the way CloudFront would, with the real edge and fetcher code.
 
@@ -97,7 +97,7 @@ def serve(
             workers=workers,
             default_root_object=default_root_object,
             strict_origins=strict_origins,
-            keep_provenance_headers=keep_provenance_headers,
+            expose_provenance=expose_provenance,
         )
         click.echo(
             f"backorigin serving http://{host}:{port} (bucket {loaded.bucket.name} at "

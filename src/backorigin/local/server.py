@@ -57,6 +57,7 @@ from backorigin.local.cloudfront import (
 from backorigin.local.queue import LocalQueue
 from backorigin.transfer import CopyResult
 from backorigin.transfer.bucket import make_s3_client
+from backorigin.types import PROVENANCE_HEADERS
 
 log = logging.getLogger("backorigin.local")
 
@@ -75,9 +76,10 @@ _HOP_BY_HOP = frozenset(
         "x-backorigin-key",
     }
 )
-# What the copy records about where an object came from; the deployed distribution strips it
-# from viewer responses with a response headers policy, and so does the stand-in.
-PROVENANCE_PREFIX = "x-amz-meta-backorigin-"
+# What a copy records about where an object came from. The deployed distribution removes these
+# exact names from viewer responses with a response headers policy (which removes by name, not
+# by prefix); so does the stand-in.
+_PROVENANCE = frozenset(PROVENANCE_HEADERS)
 _PASSED_ON = ("range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
 _CHUNK = 256 * 1024
 _SHARE_LIMIT = 64 * 1024 * 1024  # a collapsed response larger than this is not shared
@@ -119,7 +121,15 @@ def _generated_body(result: dict[str, Any]) -> bytes:
 
 
 def _plain_headers(headers: dict[str, list[dict[str, str]]]) -> list[tuple[str, str]]:
-    return [(entry["key"], entry["value"]) for values in headers.values() for entry in values]
+    # A function may leave out ``key``; Lambda@Edge then capitalizes the name itself.
+    return [
+        (
+            entry.get("key") or "-".join(part.capitalize() for part in name.split("-")),
+            entry["value"],
+        )
+        for name, values in headers.items()
+        for entry in values
+    ]
 
 
 @dataclass
@@ -153,8 +163,9 @@ class LocalCloudFront:
             default so that origins on this machine (``127.0.0.1``, ``::1``) can be served;
             each such origin is then logged once as one CloudFront would refuse. Other IP
             literals are refused either way.
-        keep_provenance_headers: Pass the copy's ``x-amz-meta-backorigin-*`` metadata on to
-            viewers (by default it is removed, as the deployed distribution does).
+        expose_provenance: Pass the copies' provenance metadata
+            (:data:`backorigin.types.PROVENANCE_HEADERS`, ``x-amz-meta-backorigin-*``) on to
+            viewers. By default it is removed, as the deployed distribution does.
         wrap_edge: Given the edge handler built by
             :func:`~backorigin.handlers.edge.make_edge_handler` (wired to the local queue),
             returns the handler to run; for observing or altering the function in tests.
@@ -172,7 +183,7 @@ class LocalCloudFront:
         visibility_timeout: float = 2.0,
         default_root_object: str = "index.html",
         strict_origins: bool = False,
-        keep_provenance_headers: bool = False,
+        expose_provenance: bool = False,
         wrap_edge: Callable[[EdgeFunction], EdgeFunction] | None = None,
     ) -> None:
         if not config.bucket.name:
@@ -189,7 +200,7 @@ class LocalCloudFront:
         self.port = port
         self.default_root_object = default_root_object.lstrip("/")
         self.strict_origins = strict_origins
-        self.keep_provenance_headers = keep_provenance_headers
+        self.expose_provenance = expose_provenance
         secrets = secrets if secrets is not None else SecretResolver()
         fetcher = make_fetcher_handler(
             config,
@@ -401,7 +412,7 @@ class LocalCloudFront:
             lowered = name.lower()
             if lowered in _HOP_BY_HOP or is_disallowed(lowered):
                 continue
-            if lowered.startswith(PROVENANCE_PREFIX) and not self.keep_provenance_headers:
+            if lowered in _PROVENANCE and not self.expose_provenance:
                 continue
             kept.append((name, value))
         return kept
