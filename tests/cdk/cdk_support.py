@@ -19,6 +19,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -33,7 +34,7 @@ from backorigin.plugins import adapter_plugins
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 EXAMPLE_NAMES = ["gcs-public", "gcs-private", "azure-sas", "http-multi-origin", "custom-adapter"]
-VARIANT_NAMES = ["full", "adopted"]
+VARIANT_NAMES = ["full", "adopted", "managed", "owned"]
 EDGE_HANDLER = "backorigin.handlers.lambda_entry.edge"
 FETCHER_HANDLER = "backorigin.handlers.lambda_entry.fetcher"
 USER_FUNCTION = "UserFunction"
@@ -52,10 +53,18 @@ edge:
   forward_query: [v]
 """
 
-# An existing bucket; AWS S3 origins (the function roles are granted read access / AssumeRole)
-# and a secret referenced by name rather than ARN.
-ADOPTED_CONFIG = """\
-bucket: {}
+# An existing bucket; AWS S3 origins as fallbacks (the fetcher's role is granted read access /
+# AssumeRole); a secret referenced by name rather than ARN; secrets in two other regions,
+# encrypted with customer-managed keys, one read at the edge (eu-web is routed), one by the
+# fetcher only.
+EU_TOKEN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:backorigin/eu-token-AbCdEf"
+US_PASSWORD = "arn:aws:secretsmanager:us-west-2:123456789012:secret:backorigin/us-password"
+EU_KEY = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+US_KEY = "arn:aws:kms:us-west-2:123456789012:key/66666666-7777-8888-9999-000000000000"
+NAMED_KEY = "arn:aws:kms:us-east-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"
+BUCKET_KEY = "arn:aws:kms:ap-southeast-2:123456789012:key/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+ADOPTED_CONFIG = f"""\
+bucket: {{}}
 origins:
   - name: archive
     type: s3
@@ -66,15 +75,33 @@ origins:
     type: s3
     bucket: partner-media
     region: us-west-2
-    auth: {mode: assume_role, role_arn: "arn:aws:iam::210987654321:role/backorigin-reader"}
+    auth: {{mode: assume_role, role_arn: "arn:aws:iam::210987654321:role/backorigin-reader"}}
   - name: web
     type: http
     base_url: https://old.example.com/
-    auth: {mode: bearer, token: {secret: {aws_secretsmanager: backorigin/web-token}}}
+    auth: {{mode: bearer, token: {{secret: {{aws_secretsmanager: backorigin/web-token}}}}}}
+  - name: eu-web
+    type: http
+    base_url: https://eu.old.example.com/
+    auth: {{mode: bearer, token: {{secret: {{aws_secretsmanager: "{EU_TOKEN}"}}}}}}
+  - name: us-web
+    type: http
+    base_url: https://us.old.example.com/
+    auth:
+      mode: basic
+      username: migration
+      password: {{secret: {{aws_secretsmanager: "{US_PASSWORD}"}}}}
 routes:
-  - {prefix: partner/, origin: partner}
-  - {prefix: static/, origin: web}
-  - {prefix: "", origin: archive, fallback: [web]}
+  - {{prefix: partner/, origin: web, fallback: [partner]}}
+  - {{prefix: eu/, origin: eu-web, fallback: [us-web]}}
+  - {{prefix: "", origin: web, fallback: [archive]}}
+"""
+
+# An imported bucket whose policy the construct manages, SSE-KMS with a key of the same stack.
+MANAGED_CONFIG = """\
+bucket: {name: media-managed, prefix: site/}
+origins:
+  - {name: legacy, type: gcs, bucket: old-media}
 """
 
 
@@ -130,6 +157,66 @@ class Synthesized:
         return (self.construct.node.path + "/", self.construct.edge_function.lambda_.node.path)
 
 
+# --- reading templates ------------------------------------------------------------------------
+
+
+def flat(value: Any) -> Any:
+    """A CloudFormation value as readable text: joins flattened, references as ${...}."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, argument),) = value.items()
+        if kind == "Fn::Join":
+            return argument[0].join(str(flat(part)) for part in argument[1])
+        if kind == "Ref":
+            return f"${{{argument}}}"
+        if kind == "Fn::GetAtt":
+            return f"${{{'.'.join(argument)}}}"
+    if isinstance(value, list):
+        return [flat(item) for item in value]
+    return value
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def one(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    (found,) = resources(template, kind).values()
+    return found
+
+
+def function(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    (found,) = (
+        f
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == handler
+    )
+    return found
+
+
+def role_statements(template: dict[str, Any], handler: str) -> list[dict[str, Any]]:
+    """Every policy statement of the role of the function with ``handler``."""
+    role = function(template, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """``(action, resource)`` pairs, resources flattened."""
+    pairs = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        found = statement["Resource"]
+        targets = found if isinstance(found, list) else [found]
+        pairs |= {(a, str(flat(r))) for a in actions for r in targets}
+    return pairs
+
+
 def load_example(name: str) -> Any:
     """Import an example's app.py as a module (its ``build_app`` is what the tests call)."""
     module_name = "backorigin_example_" + name.replace("-", "_")
@@ -177,6 +264,7 @@ def full_app(outdir: Path) -> cdk.App:
         access_log_bucket=s3.Bucket.from_bucket_name(stack, "Logs", "media-access-logs"),
         access_log_prefix="media-logs/",
         removal_policy=cdk.RemovalPolicy.DESTROY,
+        encryption_key=kms.Key(stack, "BucketKey", enable_key_rotation=True),
         fetcher_memory_size=2048,
         fetcher_timeout=cdk.Duration.minutes(5),
         fetcher_max_concurrency=20,
@@ -196,6 +284,13 @@ def adopted_app(outdir: Path) -> cdk.App:
         "Migration",
         config=load_config(ADOPTED_CONFIG),
         bucket=s3.Bucket.from_bucket_name(stack, "Existing", "media-adopted"),
+        encryption_key=kms.Key.from_key_arn(stack, "ImportedKey", BUCKET_KEY),
+        secret_encryption_keys={
+            EU_TOKEN: kms.Key.from_key_arn(stack, "EuKey", EU_KEY),
+            US_PASSWORD: kms.Key.from_key_arn(stack, "UsKey", US_KEY),
+            "backorigin/web-token": kms.Key.from_key_arn(stack, "NamedKey", NAMED_KEY),
+        },
+        expose_provenance=True,
     )
     # The app's own function, beside the construct: the construct's acknowledgments must not
     # hide cdk-nag's findings on it (it has an older runtime and the managed logs policy).
@@ -205,6 +300,51 @@ def adopted_app(outdir: Path) -> cdk.App:
         runtime=lambda_.Runtime.PYTHON_3_12,
         handler="index.handler",
         code=lambda_.Code.from_inline("def handler(event, context):\n    return event\n"),
+    )
+    return app
+
+
+def managed_app(outdir: Path) -> cdk.App:
+    app = cdk.App(outdir=str(outdir))
+    stack = cdk.Stack(
+        app, "BackoriginManaged", env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
+    BackToOriginConstruct(
+        stack,
+        "Migration",
+        config=load_config(MANAGED_CONFIG),
+        bucket=s3.Bucket.from_bucket_attributes(
+            stack,
+            "Existing",
+            bucket_name="media-managed",
+            encryption_key=kms.Key(stack, "BucketKey", enable_key_rotation=True),
+        ),
+        manage_bucket_policy=True,
+    )
+    return app
+
+
+def owned_app(outdir: Path) -> cdk.App:
+    """The app's own bucket (and its key), defined beside the construct."""
+    app = cdk.App(outdir=str(outdir))
+    stack = cdk.Stack(
+        app, "BackoriginOwned", env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
+    bucket = s3.Bucket(
+        stack,
+        "Media",
+        bucket_name="media-owned",
+        encryption=s3.BucketEncryption.KMS,
+        encryption_key=kms.Key(stack, "MediaKey", enable_key_rotation=True),
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        server_access_logs_bucket=s3.Bucket.from_bucket_name(stack, "Logs", "media-access-logs"),
+    )
+    BackToOriginConstruct(
+        stack,
+        "Migration",
+        config=load_config(MANAGED_CONFIG.replace("media-managed", "media-owned")),
+        bucket=bucket,
     )
     return app
 
@@ -287,6 +427,8 @@ def synthesize_all(base: Path) -> Run:
                 apps[name] = synthesize(name, load_example(name).build_app(str(outdir)), outdir)
         apps["full"] = synthesize("full", full_app(base / "full"), base / "full")
         apps["adopted"] = synthesize("adopted", adopted_app(base / "adopted"), base / "adopted")
+        apps["managed"] = synthesize("managed", managed_app(base / "managed"), base / "managed")
+        apps["owned"] = synthesize("owned", owned_app(base / "owned"), base / "owned")
         stdout, stderr = process.communicate(timeout=240)
     finally:
         if process.poll() is None:

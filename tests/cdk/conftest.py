@@ -1,4 +1,4 @@
-"""Synthesize every example (and two prop variants) once per test run, with cdk-nag on.
+"""Synthesize every example (and four prop variants) once per test run, with cdk-nag on.
 
 Synthesis is slow (jsii, Lambda bundles), so one session fixture builds every app, attaches
 cdk-nag's AwsSolutions pack, synthesizes and keeps the results; the tests only read them.
@@ -38,6 +38,18 @@ def full(apps: dict[str, Synthesized]) -> Synthesized:
 def adopted(apps: dict[str, Synthesized]) -> Synthesized:
     """An existing bucket, AWS S3 origins and a secret referenced by name."""
     return apps["adopted"]
+
+
+@pytest.fixture(scope="session")
+def managed(apps: dict[str, Synthesized]) -> Synthesized:
+    """An imported SSE-KMS bucket whose policy the construct manages."""
+    return apps["managed"]
+
+
+@pytest.fixture(scope="session")
+def owned(apps: dict[str, Synthesized]) -> Synthesized:
+    """The app's own SSE-KMS bucket, defined beside the construct."""
+    return apps["owned"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

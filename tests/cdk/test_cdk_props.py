@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk import App, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from backorigin.cdk import (
@@ -157,3 +158,38 @@ def test_two_constructs_can_share_a_stack() -> None:
     assert first.queue_name != second.queue_name
     edge_stacks = {Stack.of(c.edge_function.lambda_).stack_name for c in (first, second)}
     assert len(edge_stacks) == 1  # one us-east-1 support stack holds both edge functions
+
+
+def test_manage_bucket_policy_needs_an_imported_bucket() -> None:
+    with pytest.raises(ConstructConfigError, match="manage_bucket_policy applies only"):
+        build(manage_bucket_policy=True)
+    scope = stack()
+    own = s3.Bucket(scope, "Own", bucket_name="media-new")
+    with pytest.raises(ConstructConfigError, match="manage_bucket_policy applies only"):
+        build(scope, bucket=own, manage_bucket_policy=True)
+
+
+SECRET_CONFIG = """\
+bucket: {name: media-new}
+origins:
+  - name: web
+    type: http
+    base_url: https://old.example.com/
+    auth: {mode: bearer, token: {secret: {aws_secretsmanager: backorigin/token}}}
+"""
+
+
+def test_secret_keys_must_name_the_configs_secrets() -> None:
+    scope = stack()
+    key = kms.Key.from_key_arn(scope, "Key", "arn:aws:kms:eu-west-1:123456789012:key/abc")
+    with pytest.raises(ConstructConfigError) as error:
+        build(scope, config=SECRET_CONFIG, secret_encryption_keys={"backorigin/tokn": key})
+    assert "names backorigin/tokn, which the config does not reference" in str(error.value)
+    assert "references are: backorigin/token" in str(error.value)
+
+
+def test_an_edge_secrets_key_must_be_known_by_arn() -> None:
+    scope = stack()
+    key = kms.Key(scope, "Key")
+    with pytest.raises(ConstructConfigError, match=r"kms\.Key\.from_key_arn"):
+        build(scope, config=SECRET_CONFIG, secret_encryption_keys={"backorigin/token": key})

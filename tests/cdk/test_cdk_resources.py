@@ -6,66 +6,19 @@ import json
 from typing import Any
 
 from aws_cdk.assertions import Match
-from cdk_support import EDGE_HANDLER, FETCHER_HANDLER, Synthesized
+from cdk_support import (
+    EDGE_HANDLER,
+    FETCHER_HANDLER,
+    Synthesized,
+    flat,
+    function,
+    grants,
+    one,
+    resources,
+    role_statements,
+)
 
 from backorigin.cdk import ORIGIN_SHIELD_REGIONS
-
-
-def flat(value: Any) -> Any:
-    """A CloudFormation value as readable text: joins flattened, references as ${...}."""
-    if isinstance(value, dict) and len(value) == 1:
-        ((kind, argument),) = value.items()
-        if kind == "Fn::Join":
-            return argument[0].join(str(flat(part)) for part in argument[1])
-        if kind == "Ref":
-            return f"${{{argument}}}"
-        if kind == "Fn::GetAtt":
-            return f"${{{'.'.join(argument)}}}"
-    if isinstance(value, list):
-        return [flat(item) for item in value]
-    return value
-
-
-def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
-
-
-def one(template: dict[str, Any], kind: str) -> dict[str, Any]:
-    (found,) = resources(template, kind).values()
-    return found
-
-
-def function(template: dict[str, Any], handler: str) -> dict[str, Any]:
-    (found,) = (
-        f
-        for f in resources(template, "AWS::Lambda::Function").values()
-        if f["Properties"].get("Handler") == handler
-    )
-    return found
-
-
-def role_statements(template: dict[str, Any], handler: str) -> list[dict[str, Any]]:
-    """Every policy statement of the role of the function with ``handler``."""
-    role = function(template, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements = []
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        if {"Ref": role} in policy["Properties"]["Roles"]:
-            statements += policy["Properties"]["PolicyDocument"]["Statement"]
-    return statements
-
-
-def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """``(action, resource)`` pairs, resources flattened."""
-    pairs = set()
-    for statement in statements:
-        assert statement["Effect"] == "Allow"
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-        found = statement["Resource"]
-        targets = found if isinstance(found, list) else [found]
-        pairs |= {(a, str(flat(r))) for a in actions for r in targets}
-    return pairs
 
 
 def distribution_config(app: Synthesized) -> dict[str, Any]:
@@ -186,14 +139,22 @@ def test_viewers_cannot_read_copy_leases(full: Synthesized) -> None:
 
 
 def test_cloudfront_may_list_the_bucket_so_misses_are_404(classic: Synthesized) -> None:
-    policy = one(classic.template_json(), "AWS::S3::BucketPolicy")["Properties"]
-    (allowed,) = [
-        s
+    template = classic.template_json()
+    policy = one(template, "AWS::S3::BucketPolicy")["Properties"]
+    allowed = {
+        (s["Action"], flat(s["Resource"]), flat(s["Condition"]["StringEquals"]["AWS:SourceArn"]))
         for s in policy["PolicyDocument"]["Statement"]
         if s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudfront.amazonaws.com"}
-    ]
-    assert set(allowed["Action"]) == {"s3:GetObject", "s3:ListBucket"}
-    assert "AWS:SourceArn" in allowed["Condition"]["StringEquals"]
+    }
+    bucket = next(iter(resources(template, "AWS::S3::Bucket")))
+    distribution = next(iter(resources(template, "AWS::CloudFront::Distribution")))
+    this_distribution = (
+        f"arn:${{AWS::Partition}}:cloudfront::${{AWS::AccountId}}:distribution/${{{distribution}}}"
+    )
+    assert allowed == {
+        ("s3:GetObject", f"${{{bucket}.Arn}}/*", this_distribution),
+        ("s3:ListBucket", f"${{{bucket}.Arn}}", this_distribution),
+    }
 
 
 def test_bucket_listing_is_never_served_for_the_root(classic: Synthesized) -> None:
@@ -337,7 +298,11 @@ def test_policy_names_are_generated_per_stack_and_region(apps: dict[str, Synthes
         request = one(template, "AWS::CloudFront::OriginRequestPolicy")["Properties"][
             "OriginRequestPolicyConfig"
         ]
-        for name in (cache["Name"], request["Name"]):
+        response = [
+            policy["Properties"]["ResponseHeadersPolicyConfig"]["Name"]
+            for policy in resources(template, "AWS::CloudFront::ResponseHeadersPolicy").values()
+        ]
+        for name in (cache["Name"], request["Name"], *response):
             assert name.startswith(app.stack.stack_name)
             assert name.endswith(app.stack.region)
             names.append(name)
@@ -564,7 +529,7 @@ def test_a_secret_named_without_arn_is_readable_in_every_edge_region(
     assert len(warnings) == 1
 
 
-def test_aws_s3_origins_grant_the_function_roles_read_access(adopted: Synthesized) -> None:
+def test_aws_s3_fallback_origins_grant_the_fetcher_read_access(adopted: Synthesized) -> None:
     edge = grants(role_statements(adopted.template_json(adopted.edge_stack_name), EDGE_HANDLER))
     fetcher = grants(role_statements(adopted.template_json(), FETCHER_HANDLER))
     expected = {
@@ -572,8 +537,9 @@ def test_aws_s3_origins_grant_the_function_roles_read_access(adopted: Synthesize
         ("s3:ListBucket", "arn:${AWS::Partition}:s3:::media-archive-old"),
         ("sts:AssumeRole", "arn:aws:iam::210987654321:role/backorigin-reader"),
     }
-    assert expected <= edge
     assert expected <= fetcher
+    # Only the fetcher reads them: they are fallbacks, never reached through the edge.
+    assert not expected & edge
 
 
 def test_edge_bundle_is_the_lambda_edge_handler(classic: Synthesized) -> None:

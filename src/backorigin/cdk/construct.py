@@ -9,8 +9,9 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_certificatemanager as acm
@@ -18,6 +19,7 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
@@ -31,7 +33,7 @@ from backorigin.cdk.regions import ORIGIN_SHIELD_REGIONS, nearest_origin_shield_
 from backorigin.config import Config, S3Origin, SecretRef, SecretSource, load_config
 from backorigin.config.origins import S3AssumeRoleAuth, S3DefaultAuth
 from backorigin.errors import BackoriginError
-from backorigin.types import OriginSpec
+from backorigin.types import PROVENANCE_HEADERS, OriginSpec
 
 PYTHON_VERSION = "3.12"
 EDGE_HANDLER = "backorigin.handlers.lambda_entry.edge"
@@ -106,8 +108,36 @@ class BackToOriginConstruct(Construct):
         bucket: An existing bucket to copy into. Default: a new bucket, named
             ``config.bucket.name`` (or a generated name when the stack's account is known).
             Its name must be known at synth time (``s3.Bucket.from_bucket_name``) unless it
-            equals ``config.bucket.name``. CloudFront's read access must be granted in its
-            bucket policy by its owner. Exclusive with ``removal_policy``.
+            equals ``config.bucket.name``. A ``s3.Bucket`` of the same app gets everything
+            a created bucket gets: the lifecycle rules for stale uploads and copy leases and
+            the bucket policy statements. An imported bucket cannot take lifecycle rules,
+            nor (unless ``manage_bucket_policy``) policy statements; the construct then
+            warns, naming what its owner must set (see ``bucket_policy_statements``).
+            Exclusive with ``removal_policy``.
+        manage_bucket_policy: With an imported ``bucket``: create its bucket policy, holding
+            the construct's statements and a deny of plain-HTTP requests. That policy
+            *replaces* any policy the bucket has, and deleting the stack deletes it: use it
+            only for a bucket whose policy nothing else manages. Default ``False``.
+        encryption_key: The KMS key of an SSE-KMS bucket. The key policy lets CloudFront
+            (origin access control) decrypt for this distribution only, and the fetcher's
+            role may generate data keys and decrypt (multipart uploads need both). With no
+            ``bucket``, the created bucket is encrypted with this key (with an S3 Bucket Key,
+            which cuts KMS requests). Default: the given bucket's ``encryption_key`` (set by
+            ``s3.Bucket(encryption_key=...)`` or ``from_bucket_attributes``), else none
+            (SSE-S3). An imported key's policy cannot be changed: the construct warns with
+            the statement to add (see ``key_policy_statements``).
+        secret_encryption_keys: The customer-managed KMS key of each Secrets Manager secret
+            the config references that is not encrypted with ``aws/secretsmanager``, keyed
+            by the reference exactly as the config writes it. The roles that read a secret
+            (the fetcher's; the edge function's for secrets of origins the edge signs for)
+            may ``kms:Decrypt`` with its key, only through Secrets Manager in the secret's
+            region. Keys of edge secrets must have an ARN known at synth time
+            (``kms.Key.from_key_arn``): the edge function's role lives in us-east-1.
+            Default: none.
+        expose_provenance: Let viewers see the provenance metadata copies carry
+            (``x-amz-meta-backorigin-origin``, ``...-origin-key`` and the others in
+            ``backorigin.types.PROVENANCE_HEADERS``). Default ``False``: a response headers
+            policy removes them from every viewer response.
         removal_policy: What ``cdk destroy`` does with a created bucket. Default
             ``RemovalPolicy.RETAIN``: migrated data survives the stack (``DESTROY`` deletes
             only an empty bucket). Exclusive with ``bucket``.
@@ -154,6 +184,15 @@ class BackToOriginConstruct(Construct):
     Attributes:
         config: The config as baked into both functions (with the bucket's name).
         bucket: The bucket objects are copied into.
+        encryption_key: The bucket's KMS key, if it uses SSE-KMS.
+        bucket_policy_statements: What the bucket's policy must hold: CloudFront's read
+            and list access for this distribution, and no viewer access to copy leases.
+        key_policy_statements: What ``encryption_key``'s policy must hold (CloudFront's
+            decrypt for this distribution); empty without a key.
+        lifecycle_rules: The lifecycle rules the bucket needs (stale multipart uploads and
+            copy leases expire after a week).
+        response_headers_policy: The policy removing provenance headers from viewer
+            responses; ``None`` with ``expose_provenance``.
         distribution: The CloudFront distribution.
         queue: The SQS copy queue.
         dead_letter_queue: Where copy jobs go after ``max_receive_count`` deliveries.
@@ -171,6 +210,10 @@ class BackToOriginConstruct(Construct):
         *,
         config: Config | str | os.PathLike[str],
         bucket: s3.IBucket | None = None,
+        manage_bucket_policy: bool = False,
+        encryption_key: kms.IKey | None = None,
+        secret_encryption_keys: Mapping[str, kms.IKey] | None = None,
+        expose_provenance: bool = False,
         removal_policy: cdk.RemovalPolicy | None = None,
         origin_shield_region: str | None = None,
         domain_names: Sequence[str] | None = None,
@@ -197,6 +240,12 @@ class BackToOriginConstruct(Construct):
             raise ConstructConfigError(
                 "bucket and removal_policy are mutually exclusive: removal_policy applies "
                 "only to a bucket the construct creates; an existing bucket keeps its own"
+            )
+        if manage_bucket_policy and (bucket is None or isinstance(bucket, s3.Bucket)):
+            raise ConstructConfigError(
+                "manage_bucket_policy applies only to an imported bucket= (e.g. "
+                "s3.Bucket.from_bucket_name): the construct already adds its statements to "
+                "the policy of a bucket it creates or of an s3.Bucket of the same app"
             )
         if bool(domain_names) != (certificate is not None):
             given, missing = (
@@ -228,6 +277,8 @@ class BackToOriginConstruct(Construct):
             _check_range("fetcher_memory_size", fetcher_memory_size, 128, 10240)
         loaded = load_config(config)
         _check_deployable(loaded)
+        secret_keys = dict(secret_encryption_keys or {})
+        _check_secret_keys(loaded, secret_keys)
         bucket_name = _bucket_name(loaded, bucket, stack, id, region)
         spec = edge_origin(loaded)
         if spec.port not in _ALLOWED_PORTS:
@@ -247,6 +298,8 @@ class BackToOriginConstruct(Construct):
         cache_dir = Path(dependency_cache_dir) if dependency_cache_dir else _default_cache_dir()
         architecture = fetcher_architecture or lambda_.Architecture.ARM_64
 
+        self.encryption_key = encryption_key or (bucket.encryption_key if bucket else None)
+        self.lifecycle_rules = [s3.LifecycleRule(**rule) for rule in self._lifecycle_rule_props()]
         self.bucket = bucket or self._create_bucket(
             bucket_name,
             removal_policy or cdk.RemovalPolicy.RETAIN,
@@ -292,7 +345,7 @@ class BackToOriginConstruct(Construct):
         )
 
         self.edge_function = self._create_edge_function(cache_dir, region)
-        self._grant_origins(region)
+        self._grant_origins(region, secret_keys)
 
         self.distribution = self._create_distribution(
             spec,
@@ -304,7 +357,9 @@ class BackToOriginConstruct(Construct):
             default_root_object=default_root_object.lstrip("/"),
             access_log_bucket=access_log_bucket,
             access_log_prefix=access_log_prefix or "backorigin/",
+            expose_provenance=expose_provenance,
         )
+        self._protect_bucket(created=bucket is None, manage_policy=manage_bucket_policy)
         self.alarms = self._create_alarms(alarm_actions)
         self._acknowledge(
             stack,
@@ -329,6 +384,21 @@ class BackToOriginConstruct(Construct):
 
     # --- resources ----------------------------------------------------------------------------
 
+    def _lifecycle_rule_props(self) -> list[dict[str, Any]]:
+        """Keyword arguments of ``s3.LifecycleRule`` / ``Bucket.add_lifecycle_rule``."""
+        prefix = self.config.bucket.prefix
+        return [
+            {
+                "id": "AbortIncompleteMultipartUploads",
+                "abort_incomplete_multipart_upload_after": cdk.Duration.days(STALE_AFTER_DAYS),
+            },
+            {
+                "id": "ExpireStaleCopyLeases",
+                "prefix": f"{prefix}{RESERVED_PREFIX}leases/",
+                "expiration": cdk.Duration.days(STALE_AFTER_DAYS),
+            },
+        ]
+
     def _create_bucket(
         self,
         name: str,
@@ -336,43 +406,145 @@ class BackToOriginConstruct(Construct):
         access_log_bucket: s3.IBucket | None,
         access_log_prefix: str,
     ) -> s3.Bucket:
-        prefix = self.config.bucket.prefix
-        bucket = s3.Bucket(
+        key = self.encryption_key
+        return s3.Bucket(
             self,
             "Bucket",
             bucket_name=name,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             minimum_tls_version=1.2,
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            encryption=s3.BucketEncryption.KMS if key else s3.BucketEncryption.S3_MANAGED,
+            encryption_key=key,
+            # An S3 Bucket Key: S3 asks KMS for a data key per bucket and period, not per
+            # object, which keeps a migration's millions of writes off the KMS request quota.
+            bucket_key_enabled=True if key else None,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             removal_policy=removal_policy,
             server_access_logs_bucket=access_log_bucket,
             server_access_logs_prefix=f"{access_log_prefix}s3/" if access_log_bucket else None,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="AbortIncompleteMultipartUploads",
-                    abort_incomplete_multipart_upload_after=cdk.Duration.days(STALE_AFTER_DAYS),
-                ),
-                s3.LifecycleRule(
-                    id="ExpireStaleCopyLeases",
-                    prefix=f"{prefix}{RESERVED_PREFIX}leases/",
-                    expiration=cdk.Duration.days(STALE_AFTER_DAYS),
-                ),
-            ],
+            lifecycle_rules=self.lifecycle_rules,
         )
-        # The copy engine's leases live in the same bucket; viewers must never read them.
-        # A denied read is a 403, which fails over to the edge function, which refuses the key.
-        bucket.add_to_resource_policy(
+
+    def _protect_bucket(self, *, created: bool, manage_policy: bool) -> None:
+        """The bucket's policy, lifecycle rules and key policy: applied where CDK can.
+
+        A bucket the construct creates, or an ``s3.Bucket`` of the same app, takes all of
+        them. An imported bucket takes no lifecycle rules and no statements (unless
+        ``manage_policy``), and an imported key no statements: what is left is listed in a
+        warning for the owner to set.
+        """
+        config = self.config
+        prefix = config.bucket.prefix
+        bucket = self.bucket
+        distribution_arn = cdk.Stack.of(self).format_arn(
+            service="cloudfront",
+            region="",
+            resource="distribution",
+            resource_name=self.distribution.distribution_id,
+        )
+        from_this_distribution = {"StringEquals": {"AWS:SourceArn": distribution_arn}}
+        cloudfront_principal = iam.ServicePrincipal("cloudfront.amazonaws.com")
+        self.bucket_policy_statements = [
+            iam.PolicyStatement(
+                sid="CloudFrontReadsObjects",
+                principals=[cloudfront_principal],
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(f"{prefix}*")],
+                conditions=from_this_distribution,
+            ),
+            # LIST lets S3 answer 404 for a missing key (instead of 403), so a miss is
+            # cached and failed over as what it is.
+            iam.PolicyStatement(
+                sid="CloudFrontListsBucket",
+                principals=[cloudfront_principal],
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions=from_this_distribution,
+            ),
+            # The copy engine's leases live in the same bucket; viewers must never read
+            # them. A denied read is a 403, which fails over to the edge function, which
+            # refuses the key.
             iam.PolicyStatement(
                 sid="NoViewerAccessToCopyLeases",
                 effect=iam.Effect.DENY,
-                principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
+                principals=[cloudfront_principal],
                 actions=["s3:GetObject"],
                 resources=[bucket.arn_for_objects(f"{prefix}{RESERVED_PREFIX}*")],
-            )
+            ),
+        ]
+        key = self.encryption_key
+        self.key_policy_statements = (
+            [
+                # CloudFront's OAC reads SSE-KMS objects for this distribution only.
+                iam.PolicyStatement(
+                    sid="CloudFrontDecryptsObjects",
+                    principals=[cloudfront_principal],
+                    actions=["kms:Decrypt"],
+                    resources=["*"],
+                    conditions=from_this_distribution,
+                )
+            ]
+            if key
+            else []
         )
-        return bucket
+        left: list[str] = []
+        if created or isinstance(bucket, s3.Bucket):
+            for statement in self.bucket_policy_statements:
+                bucket.add_to_resource_policy(statement)
+        elif manage_policy:
+            policy = s3.BucketPolicy(self, "BucketPolicy", bucket=bucket)
+            policy.document.add_statements(
+                *self.bucket_policy_statements,
+                iam.PolicyStatement(
+                    sid="DenyPlainHttp",
+                    effect=iam.Effect.DENY,
+                    principals=[iam.AnyPrincipal()],
+                    actions=["s3:*"],
+                    resources=[bucket.bucket_arn, bucket.arn_for_objects("*")],
+                    conditions={"Bool": {"aws:SecureTransport": "false"}},
+                ),
+            )
+        else:
+            left.append(
+                f"bucket {bucket.bucket_name}'s policy must allow cloudfront.amazonaws.com "
+                "s3:GetObject on "
+                f"arn:aws:s3:::{bucket.bucket_name}/{prefix}* and s3:ListBucket on the bucket, "
+                "with the condition AWS:SourceArn = this distribution's ARN, and deny it "
+                f"s3:GetObject on {prefix}{RESERVED_PREFIX}* (bucket_policy_statements has "
+                "them; or pass manage_bucket_policy=True)"
+            )
+        if isinstance(bucket, s3.Bucket) and not created:
+            for rule in self._lifecycle_rule_props():
+                bucket.add_lifecycle_rule(**rule)
+        elif not created:
+            left.append(
+                f"bucket {bucket.bucket_name}'s lifecycle rules must abort incomplete "
+                f"multipart uploads and expire objects under '{prefix}{RESERVED_PREFIX}leases/' "
+                f"after {STALE_AFTER_DAYS} days (lifecycle_rules has both; CDK cannot add "
+                "lifecycle rules to an imported bucket)"
+            )
+        if key is not None:
+            for statement in self.key_policy_statements:
+                if not key.add_to_resource_policy(statement).statement_added:
+                    left.append(
+                        f"the policy of KMS key {key.key_arn} must allow "
+                        "cloudfront.amazonaws.com kms:Decrypt with the condition "
+                        "AWS:SourceArn = this distribution's ARN (key_policy_statements has it)"
+                    )
+            fetcher_role = self.fetcher.role
+            assert fetcher_role is not None
+            # Multipart uploads to an SSE-KMS bucket need both: a data key per part, and
+            # Decrypt to complete the upload (and to read leases and existing objects).
+            key.grant(fetcher_role, "kms:GenerateDataKey", "kms:Decrypt")
+        if left:
+            cdk.Annotations.of(self).add_warning_v2(
+                "backorigin:ImportedResourcesNeedSettings",
+                "the construct cannot change imported resources; their owner must set what "
+                "lets CloudFront read the bucket and protects copies in progress: "
+                + "; ".join(left)
+                + ".",
+            )
 
     def _scratch_dir(self, role: str) -> Path:
         path = tempfile.mkdtemp(prefix=f"backorigin-{role}-")
@@ -516,7 +688,7 @@ class BackToOriginConstruct(Construct):
         )
         return edge
 
-    def _grant_origins(self, region: str) -> None:
+    def _grant_origins(self, region: str, secret_keys: Mapping[str, kms.IKey]) -> None:
         """Each origin grants the functions exactly what reading it needs."""
         config = self.config
         edge_names = (
@@ -531,13 +703,18 @@ class BackToOriginConstruct(Construct):
             for source in _secret_sources(origin):
                 secret = source.aws_secretsmanager
                 assert secret is not None  # _check_deployable refused every other kind
+                key = secret_keys.get(secret)
                 # The fetcher resolves a name in its own region.
                 fetcher_role.add_to_principal_policy(_read_secret(self, secret, region))
+                if key is not None:
+                    fetcher_role.add_to_principal_policy(_decrypt_secret(key, secret, region))
                 if not at_edge:
                     continue
                 # Lambda@Edge resolves a name in whichever region it runs in.
                 statement = _read_secret(self, secret, "*")
                 self.edge_function.add_to_role_policy(statement)
+                if key is not None:
+                    self.edge_function.add_to_role_policy(_decrypt_secret(key, secret, "*"))
                 if not secret.startswith("arn:"):
                     cdk.Annotations.of(self).add_warning_v2(
                         "backorigin:SecretByName",
@@ -584,11 +761,24 @@ class BackToOriginConstruct(Construct):
         default_root_object: str,
         access_log_bucket: s3.IBucket | None,
         access_log_prefix: str,
+        expose_provenance: bool,
     ) -> cloudfront.Distribution:
         config = self.config
         prefix = config.bucket.prefix.rstrip("/")
+        bucket_region = self.bucket.env.region
+        # The origin names the bucket by its literal name, not by the bucket resource: the
+        # bucket's (and its KMS key's) policy name this distribution, so the distribution
+        # must not depend on them. _protect_bucket writes those statements itself.
+        origin_bucket = s3.Bucket.from_bucket_attributes(
+            self,
+            "OriginBucket",
+            bucket_name=config.bucket.name,
+            region=cdk.Stack.of(self).region
+            if cdk.Token.is_unresolved(bucket_region)
+            else bucket_region,
+        )
         primary = origins.S3BucketOrigin.with_origin_access_control(
-            self.bucket,
+            origin_bucket,
             # LIST lets S3 answer 404 for a missing key (instead of 403), so a miss is cached
             # and failed over as what it is.
             origin_access_levels=[cloudfront.AccessLevel.READ, cloudfront.AccessLevel.LIST],
@@ -639,8 +829,22 @@ class BackToOriginConstruct(Construct):
             header_behavior=cloudfront.OriginRequestHeaderBehavior.none(),
             cookie_behavior=cloudfront.OriginRequestCookieBehavior.none(),
         )
+        # CloudFront removes headers by exact name, so every provenance field is listed.
+        self.response_headers_policy = (
+            None
+            if expose_provenance
+            else cloudfront.ResponseHeadersPolicy(
+                self,
+                "ResponseHeadersPolicy",
+                response_headers_policy_name=(
+                    f"{cdk.Names.unique_id(self)[:90]}-ResponseHeaders-{cdk.Stack.of(self).region}"
+                ),
+                comment="backorigin: viewers do not see where copies came from",
+                remove_headers=list(PROVENANCE_HEADERS),
+            )
+        )
         version = self.edge_function.current_version
-        return cloudfront.Distribution(
+        distribution = cloudfront.Distribution(
             self,
             "Distribution",
             comment=f"backorigin: {cdk.Stack.of(self).stack_name}"[:128],
@@ -655,6 +859,7 @@ class BackToOriginConstruct(Construct):
                 cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD,
                 cache_policy=cache_policy,
                 origin_request_policy=request_policy,
+                response_headers_policy=self.response_headers_policy,
                 compress=True,
                 edge_lambdas=[
                     cloudfront.EdgeLambda(
@@ -688,6 +893,13 @@ class BackToOriginConstruct(Construct):
                 )
             ],
         )
+        # The origin's bucket is a reference by name (see above), so CDK warns that it cannot
+        # grant CloudFront access; _protect_bucket does, or warns in its own words.
+        cdk.Annotations.of(distribution).acknowledge_warning(
+            "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac",
+            "the construct writes the origin access control statements itself",
+        )
+        return distribution
 
     def _create_alarms(self, actions: Sequence[cloudwatch.IAlarmAction]) -> list[cloudwatch.Alarm]:
         period = cdk.Duration.minutes(5)
@@ -930,6 +1142,53 @@ def _read_secret(scope: Construct, secret: str, region: str) -> iam.PolicyStatem
             )
         ]
     return iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=resources)
+
+
+def _decrypt_secret(key: kms.IKey, secret: str, region: str) -> iam.PolicyStatement:
+    """Decrypt with a secret's customer-managed key, only as Secrets Manager does it.
+
+    Secrets Manager decrypts with the caller's own permissions; ``kms:ViaService`` limits
+    this grant to those calls, in the secret's region (or any, for a secret named without
+    an ARN that Lambda@Edge reads wherever it runs).
+    """
+    if secret.startswith("arn:"):
+        region = secret.split(":")[3]
+    via = f"secretsmanager.{region}.amazonaws.com"
+    return iam.PolicyStatement(
+        actions=["kms:Decrypt"],
+        resources=[key.key_arn],
+        conditions={("StringLike" if region == "*" else "StringEquals"): {"kms:ViaService": via}},
+    )
+
+
+def _check_secret_keys(config: Config, keys: Mapping[str, kms.IKey]) -> None:
+    """Every key names a secret of the config, and edge secrets' keys are known by ARN."""
+    referenced = {
+        source.aws_secretsmanager: origin.name
+        for origin in config.origins
+        for source in _secret_sources(origin)
+        if source.aws_secretsmanager is not None
+    }
+    unknown = sorted(set(keys) - set(referenced))
+    if unknown:
+        known = ", ".join(sorted(referenced)) or "none"
+        raise ConstructConfigError(
+            f"secret_encryption_keys names {', '.join(unknown)}, which the config does not "
+            f"reference; its Secrets Manager references are: {known} (write them exactly "
+            "as the config does)"
+        )
+    edge_names = (
+        {route.origin for route in config.routes} if config.routes else {config.origins[0].name}
+    )
+    for secret, key in keys.items():
+        if referenced[secret] not in edge_names or not cdk.Token.is_unresolved(key.key_arn):
+            continue
+        if cdk.Stack.of(key).region != "us-east-1":
+            raise ConstructConfigError(
+                f"the key of secret {secret} is read by the Lambda@Edge function, whose role "
+                "is in us-east-1, so its ARN must be known at synth time: pass "
+                "kms.Key.from_key_arn(...) rather than a key of a stack in another region"
+            )
 
 
 def _s3_origin_statements(origin: S3Origin) -> list[iam.PolicyStatement]:
