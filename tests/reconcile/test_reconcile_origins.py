@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Legacy, Setup
+from reconcile_helpers import Legacy, Setup
 
 from backorigin.prewarm import Action, ActionResult, State, reconcile, status
 from backorigin.transfer import CopyOutcome
