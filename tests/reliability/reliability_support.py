@@ -126,6 +126,9 @@ class Fault:
         part: For ``UploadPart``: only this part number.
         after_apply: Forward the request to S3 first, then answer the error (the write
             happened, the response was lost).
+        hold: Keep a matching request waiting (before it reaches S3, or with ``after_apply``
+            after S3 applied it) until :meth:`release`; :attr:`arrived` is set once one
+            waits. A test kills a copier at exactly that point of an S3 write this way.
     """
 
     operation: str
@@ -136,8 +139,20 @@ class Fault:
     skip: int = 0
     part: int | None = None
     after_apply: bool = False
+    hold: bool = False
     seen: int = 0
     fired: int = 0
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Let held requests go on (they get the error)."""
+        self.released.set()
+
+    def _wait(self) -> None:
+        if self.hold:
+            self.arrived.set()
+            self.released.wait()
 
 
 def _operation(method: str, query: dict[str, list[str]]) -> str:
@@ -203,11 +218,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         part = int(query["partNumber"][0]) if "partNumber" in query else None
         fault = self.server.owner.match(operation, key, part)
         if fault is not None and not fault.after_apply:
-            self._error(fault)
+            fault._wait()
+            with contextlib.suppress(OSError):  # a held client may be dead by now
+                self._error(fault)
             return
         status, headers, data = self._forward(body)
         if fault is not None:
-            self._error(fault)
+            fault._wait()
+            with contextlib.suppress(OSError):
+                self._error(fault)
             return
         self.send_response_only(status)
         for name, value in headers:
@@ -311,7 +330,10 @@ class S3FaultProxy:
         return fault
 
     def clear(self) -> None:
+        """Remove every fault; requests still held go on."""
         with self._lock:
+            for fault in self._faults:
+                fault.release()
             self._faults.clear()
 
     def match(self, operation: str, key: str, part: int | None) -> Fault | None:
@@ -469,12 +491,17 @@ class Lab:
         )
 
     def text(
-        self, *, copy: dict[str, Any] | None = None, http: dict[str, Any] | None = None
+        self,
+        *,
+        copy: dict[str, Any] | None = None,
+        http: dict[str, Any] | None = None,
+        via_proxy: bool = False,
     ) -> str:
-        """The config of a trial: small parts, fast HTTP retries unless overridden."""
+        """The config of a trial: small parts, fast HTTP retries unless overridden; S3 through
+        the fault proxy if ``via_proxy``."""
         return config_text(
             self.bucket,
-            self.s3_url,
+            self.proxy.url if via_proxy else self.s3_url,
             self.origin.url,
             copy={"part_size": PART, "concurrency": 3, "lease_ttl": "30s", **(copy or {})},
             http={"retries": 3, "backoff": "10ms", "read_timeout": "5s", **(http or {})},

@@ -35,6 +35,7 @@ from reliability_support import (
     wait_until,
 )
 
+from backorigin.testing.http_origin import Hold
 from backorigin.transfer import CopyEngine, CopyOutcome, CopyResult
 from backorigin.transfer.digest import crc32c
 from backorigin.transfer.plan import plan_parts
@@ -359,9 +360,10 @@ def test_s3_412_and_409_races(lab: Lab, index: int) -> None:
 def test_sigkill_mid_copy_then_resume(lab: Lab, index: int) -> None:
     """A copier process is SIGKILLed mid-copy; the next copy resumes the upload it left.
 
-    The trial draws where the kill lands, and the copier is brought exactly there by a gate at
-    the origin, never by sleeping: while a read waits before its response or partway through
-    its body, or between two parts (part k uploaded and recorded, part k+1 not yet read).
+    Each trial picks where the kill lands, and the copier is brought exactly there by a gate,
+    never by sleeping: at the origin, while a read waits before its response or partway
+    through its body, or between two parts (part k uploaded and recorded, part k+1 not yet
+    read); at the S3 proxy, while part k's UploadPart waits before or after S3 stored it.
     """
     rng, tag = trial("sigkill", index)
     kind = ["random"] * 5 + ["boundary", "boundary", "single", "single", "changed"]
@@ -378,27 +380,42 @@ def test_sigkill_mid_copy_then_resume(lab: Lab, index: int) -> None:
     etag = origin_etag(lab.origin.url, key)
     parts = -(-size // PART)
     k = rng.randint(2, max(2, parts - 4))  # several parts remain when the kill comes
+    gate: Hold | None = None  # a gate at the origin
+    upload: Fault | None = None  # or one in front of S3
+    phase = kind
     if kind == "single":  # its only read: before the response, or partway through the body
         gate = lab.origin.hold(key, after_bytes=rng.choice([None, rng.randrange(size)]))
     elif kind == "boundary":  # every part from the k-th on waits: the kill comes in between
         gate = lab.origin.hold(key, which=lambda n: n >= k)
-    else:
-        phase = ("before", "mid-body", "between")[index % 3]  # each one under the default seed
-        if phase == "between":
+    else:  # each phase once under the default seed
+        phase = ("before", "mid-body", "between", "upload", "upload-applied")[index % 5]
+        if phase.startswith("upload"):
+            # Part k is read; its UploadPart waits at the S3 proxy, before S3 sees it or
+            # after S3 stored it (the copier dies before it hears so, nothing is recorded).
+            upload = lab.proxy.inject(
+                Fault("UploadPart", key, part=k, hold=True, after_apply=phase != "upload")
+            )
+        elif phase == "between":
             gate = lab.origin.hold(key, which=lambda n: n == k + 1)
         else:
             offset = rng.randrange(PART) if phase == "mid-body" else None
             gate = lab.origin.hold(key, which=lambda n: n == k, after_bytes=offset)
     # A held read must not time out and be retried past the gate before the kill.
     text = lab.text(
-        copy={"concurrency": concurrency, "lease_ttl": "2s"}, http={"read_timeout": "300s"}
+        copy={"concurrency": concurrency, "lease_ttl": "2s"},
+        http={"read_timeout": "300s"},
+        via_proxy=upload is not None,
     )
     recorded = True
     with forkserver_context() as context:
         child = context.Process(target=child_copy, args=(text, key, lab.access_key, lab.secret_key))
         child.start()
         try:
-            reached = gate.wait_held(1, timeout=120)
+            if gate is not None:
+                reached = gate.wait_held(1, timeout=120)
+            else:
+                assert upload is not None
+                reached = upload.arrived.wait(120)
             if reached and kind == "boundary":
                 recorded = wait_until(
                     lambda: len((lab.checker.lease(key) or {}).get("parts", [])) >= k - 1
@@ -408,8 +425,9 @@ def test_sigkill_mid_copy_then_resume(lab: Lab, index: int) -> None:
             child.join()
             # The gate opens only once the origin has seen the dead copier's connections
             # close, so nothing is sent to it.
-            emptied = gate.wait_empty()
+            emptied = gate is None or gate.wait_empty()
             lab.origin.clear_faults(key)
+            lab.proxy.clear()
     assert reached, f"{tag}: the copier never reached the gate"
     assert recorded, f"{tag}: the copier never recorded the parts before part {k}"
     assert emptied, f"{tag}: the origin never saw the killed copier's connections close"
@@ -436,4 +454,8 @@ def test_sigkill_mid_copy_then_resume(lab: Lab, index: int) -> None:
         served=lab.origin.bytes_served(key),
     )
     if kind in ("random", "boundary"):
-        assert resumed.resumed_parts >= 1, f"{tag}: nothing was resumed ({resumed})"
+        # Exactly the parts recorded before the kill are taken over; a part S3 stored but
+        # the copier never recorded counts too where S3 lists part checksums.
+        recorded_before = k if phase == "between" else k - 1
+        allowed = {recorded_before, k} if phase == "upload-applied" else {recorded_before}
+        assert resumed.resumed_parts in allowed, f"{tag}: {phase}, part {k}: {resumed}"
