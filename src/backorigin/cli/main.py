@@ -15,7 +15,7 @@ from backorigin.cli.prewarm import prewarm
 from backorigin.cli.reconcile import reconcile
 from backorigin.cli.serve import serve
 from backorigin.cli.status import status
-from backorigin.config import dump_json_schema, load_config
+from backorigin.config import deployability_problems, dump_json_schema, load_config
 from backorigin.errors import ConfigError
 
 
@@ -27,22 +27,38 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
-def validate(files: tuple[str, ...]) -> None:
+@click.option(
+    "--deploy",
+    is_flag=True,
+    help="Also fail on settings CloudFront would refuse once deployed (IP-literal or local "
+    "origin hosts, ports, header names it does not let the edge function set).",
+)
+def validate(files: tuple[str, ...], deploy: bool) -> None:
     """Check configuration FILES; print ok, or every problem with its path and line.
 
-    Exits 0 when every file is valid and 2 otherwise. Use - to read standard input.
+    A valid config may still be one CloudFront refuses at run time (an origin on 127.0.0.1 is
+    right for ``serve``, wrong once deployed): those problems are printed as warnings
+    ("not deployable: ..."), or, with --deploy, as errors. Exits 0 when every file is valid
+    (and, with --deploy, deployable) and 2 otherwise. Use - to read standard input.
     """
     failed = False
     for name in files:
         label = f"{name}: " if len(files) > 1 else ""
         try:
             if name == "-":
-                load_config(sys.stdin.read())
+                config = load_config(sys.stdin.read())
             else:
-                load_config(click.format_filename(name))
+                config = load_config(click.format_filename(name))
         except ConfigError as exc:
             failed = True
             click.echo(f"{label}{exc}", err=True)
+            continue
+        problems = deployability_problems(config)
+        for problem in problems:
+            kind = "error" if deploy else "warning"
+            click.echo(f"{label}{kind}: {problem}", err=True)
+        if deploy and problems:
+            failed = True
         else:
             click.echo(f"{label}ok")
     if failed:

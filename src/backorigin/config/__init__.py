@@ -4,6 +4,7 @@
 >>> config = load_config("backorigin.yaml")  # doctest: +SKIP
 """
 
+from backorigin.config.deploy import Problem, deployability_problems
 from backorigin.config.loader import config_json_schema, dump_json_schema, load_config
 from backorigin.config.models import (
     BucketConfig,
@@ -36,6 +37,7 @@ __all__ = [
     "GcsOrigin",
     "HttpOrigin",
     "OriginConfig",
+    "Problem",
     "RewriteConfig",
     "RouteConfig",
     "S3Origin",
@@ -45,6 +47,7 @@ __all__ = [
     "SecretUnavailable",
     "Strict",
     "config_json_schema",
+    "deployability_problems",
     "dump_json_schema",
     "format_size",
     "load_config",

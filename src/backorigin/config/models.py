@@ -294,15 +294,26 @@ class Config(Strict):
             raise ValidationError.from_exception_data("Config", errors, hide_input=True)
         return value
 
+    def edge_origin_roles(self) -> dict[str, str]:
+        """The origins CloudFront reaches through the edge function, each with why.
+
+        The routes' origins, or the first origin when there are no routes. A route's
+        ``fallback`` origins are read by the fetcher only: CloudFront never connects to them.
+
+        Returns:
+            Origin name -> role, e.g. ``{"old": "the origin of routes[0]"}``.
+        """
+        if not self.routes:
+            return {self.origins[0].name: "the default origin (there are no routes)"}
+        roles: dict[str, str] = {}
+        for index, route in enumerate(self.routes):
+            roles.setdefault(route.origin, f"the origin of routes[{index}]")
+        return roles
+
     @model_validator(mode="after")
     def _edge_origins_can_be_signed(self) -> Config:
         """Origins CloudFront is sent to must work at the edge; fallbacks only copy."""
-        if self.routes:
-            users: dict[str, str] = {}
-            for index, route in enumerate(self.routes):
-                users.setdefault(route.origin, f"the origin of routes[{index}]")
-        else:
-            users = {self.origins[0].name: "the default origin (there are no routes)"}
+        users = self.edge_origin_roles()
         errors: list[InitErrorDetails] = []
         for index, origin in enumerate(self.origins):
             problem = origin.edge_problem() if origin.name in users else None

@@ -115,6 +115,15 @@ class OriginConfig(Strict):
         auth = getattr(self, "auth", None)
         return auth.edge_problem() if isinstance(auth, AuthMode) else None
 
+    def cloudfront_urls(self) -> dict[str, str]:
+        """The configured URLs whose host and port CloudFront connects to, by field name.
+
+        Used to check, before deploy, what CloudFront refuses at run time (IP-literal hosts,
+        ports other than 80, 443 and 1024-65535). The default is none: an origin type whose
+        CloudFront origin comes from a URL setting overrides this.
+        """
+        return {}
+
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
@@ -218,6 +227,9 @@ class HttpOrigin(OriginConfig):
         default=None,
         description="Response headers with this prefix (e.g. 'x-amz-meta-') are user metadata.",
     )
+
+    def cloudfront_urls(self) -> dict[str, str]:
+        return {"base_url": self.base_url}
 
     @field_validator("base_url")
     @classmethod
@@ -326,6 +338,9 @@ class GcsOrigin(OriginConfig):
         default=1.0, gt=0, description="First delay of the SDK's exponential backoff."
     )
 
+    def cloudfront_urls(self) -> dict[str, str]:
+        return {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
+
 
 # --- Azure Blob ---------------------------------------------------------------------------------
 
@@ -417,6 +432,9 @@ class AzureOrigin(OriginConfig):
             "Initial wait before a retry; later retries add 2**n seconds (ExponentialRetry)."
         ),
     )
+
+    def cloudfront_urls(self) -> dict[str, str]:
+        return {"account_url": self.account_url}
 
     @field_validator("container")
     @classmethod
@@ -545,6 +563,9 @@ class S3Origin(OriginConfig):
         le=20,
         description="Retries (botocore standard mode) on throttling, 5xx, timeouts and resets.",
     )
+
+    def cloudfront_urls(self) -> dict[str, str]:
+        return {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
 
     def edge_problem(self) -> str | None:
         problem = super().edge_problem()
