@@ -379,7 +379,7 @@ def test_an_origin_response_result_cloudfront_refuses_is_a_502(
     ]
 
 
-def test_a_function_error_is_a_502(serve: Serve, origin: HttpOriginServer) -> None:
+def test_a_function_error_is_a_503(serve: Serve, origin: HttpOriginServer) -> None:
     def fail(result: dict[str, Any]) -> None:
         raise RuntimeError("function bug")
 
@@ -387,8 +387,8 @@ def test_a_function_error_is_a_502(serve: Serve, origin: HttpOriginServer) -> No
     origin.put("site/raises.txt", b"x")
     response = get(server, "/raises.txt")
     assert (response.status, response.data) == (
-        502,
-        b"502 Bad Gateway: the Lambda function returned an error\n",
+        503,
+        b"503 Service Unavailable: the Lambda function returned an error\n",
     )
 
 
@@ -457,3 +457,20 @@ def test_viewers_do_not_see_provenance_metadata_unless_kept(
         if not keep:
             expected -= set(PROVENANCE_HEADERS)
         assert shown == expected  # ... and viewers see it only when asked
+
+
+def test_a_hit_the_function_turns_into_a_304_has_no_body(
+    serve: Serve, origin: HttpOriginServer
+) -> None:
+    origin.put("site/revalidated.txt", payload("revalidated"))
+    plain = serve()
+    assert get(plain, "/revalidated.txt").status == 200
+    assert plain.queue.join(timeout=60)
+    server = serve(
+        wrap_edge=misbehave(
+            "origin-response", "s3", replace_body(status="304", statusDescription="Not Modified")
+        )
+    )
+    response = get(server, "/revalidated.txt")
+    assert (response.status, response.data) == (304, b"")
+    assert get(plain, "/revalidated.txt").data == payload("revalidated")  # the bucket has it

@@ -81,6 +81,7 @@ _HOP_BY_HOP = frozenset(
 # by prefix); so does the stand-in.
 _PROVENANCE = frozenset(PROVENANCE_HEADERS)
 _PASSED_ON = ("range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
+_BODILESS = frozenset({204, 304})  # statuses whose responses carry no body (RFC 9110)
 _CHUNK = 256 * 1024
 _SHARE_LIMIT = 64 * 1024 * 1024  # a collapsed response larger than this is not shared
 
@@ -370,8 +371,8 @@ class LocalCloudFront:
     ) -> tuple[dict[str, Any] | None, web.Response | None]:
         """Run the edge function for one event and check its result as CloudFront does.
 
-        Returns the result, or the 502 CloudFront would answer when the function fails or its
-        result breaks a rule (logged with the rule's name).
+        Returns the result, or what CloudFront would answer instead: a 503 when the function
+        fails, a 502 when its result breaks a rule (logged with the rule's name).
         """
         event = self._event(kind, cf_request, request_id, response)
         given = copy.deepcopy(event["Records"][0]["cf"])
@@ -379,8 +380,12 @@ class LocalCloudFront:
         try:
             result = await loop.run_in_executor(None, self.edge, event, None)
         except Exception:
+            # CloudFront answers a function's execution error with a 503 ("HTTP 503 status
+            # code (function execution error)"); a result it refuses with a 502.
             log.exception("%s %s: the %s function failed", request.method, request.path, kind)
-            return None, self._bad_gateway("the Lambda function returned an error")
+            return None, web.Response(
+                status=503, text="503 Service Unavailable: the Lambda function returned an error\n"
+            )
         if not isinstance(result, dict):
             problems = [Violation("result", f"the {kind} result is not an object", "")]
         elif kind == "origin-request":
@@ -492,11 +497,16 @@ class LocalCloudFront:
             response = self._generated(final)
             self._log_request(request, "s3", response.status, response.content_length or 0, started)
             return response
+        status = int(final["status"])
         streamed = web.StreamResponse(
-            status=int(final["status"]), headers=self._viewer_headers(final.get("headers"))
+            status=status, headers=self._viewer_headers(final.get("headers"))
         )
         length = (final.get("headers") or {}).get("content-length")
-        if length:
+        if status in _BODILESS:  # e.g. a 200 the function turned into a 304
+            if body is not None:
+                body.close()
+            body = None
+        elif length:
             streamed.content_length = int(length[0]["value"])
         sent = await self._stream_blocking(request, streamed, body)
         self._log_request(request, "s3", streamed.status, sent, started)
@@ -678,10 +688,11 @@ class LocalCloudFront:
             flight.headers = self._viewer_headers(final.get("headers"))
             flight.ready.set()
             streamed = web.StreamResponse(status=flight.status, headers=flight.headers)
-            if upstream.content_length is not None:
+            bodiless = flight.status in _BODILESS or request.method == "HEAD"
+            if upstream.content_length is not None and flight.status not in _BODILESS:
                 streamed.content_length = upstream.content_length
             await streamed.prepare(request)
-            if request.method != "HEAD":
+            if not bodiless:
                 async for chunk in upstream.content.iter_chunked(_CHUNK):
                     await streamed.write(chunk)
                     flight.size += len(chunk)
