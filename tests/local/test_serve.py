@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import urllib3
 from backorigin.config import load_config
 from backorigin.local import LocalCloudFront
 from backorigin.testing.http_origin import HttpOriginServer
+from backorigin.testing.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 
@@ -145,13 +145,6 @@ def test_head_requests(cloudfront: LocalCloudFront, origin: HttpOriginServer) ->
     assert response.status == 200
     assert response.headers["content-length"] == "5"
     time.sleep(0)  # HEAD of a miss may or may not enqueue; either is fine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize("keep", [False, True])

@@ -448,7 +448,7 @@ def _uri_checks(result: dict[str, Any]) -> list[Violation]:
 
 
 def check_origin_request(
-    event_request: dict[str, Any], result: dict[str, Any], *, strict_origins: bool = True
+    event_request: dict[str, Any], result: Any, *, strict_origins: bool = True
 ) -> list[Violation]:
     """The rules an origin-request trigger's result breaks (empty: CloudFront accepts it).
 
@@ -462,6 +462,8 @@ def check_origin_request(
     Returns:
         The violations found, in a stable order.
     """
+    if not isinstance(result, dict):
+        return [Violation("result", "the origin-request result is not an object", EVENT_STRUCTURE)]
     if "status" in result:  # a generated response: the origin is never contacted
         return [
             *_status_check(result, "origin-request", GENERATED),
@@ -480,9 +482,7 @@ def check_origin_request(
     ]
 
 
-def check_origin_response(
-    event_response: dict[str, Any], result: dict[str, Any]
-) -> list[Violation]:
+def check_origin_response(event_response: dict[str, Any], result: Any) -> list[Violation]:
     """The rules an origin-response trigger's result breaks (empty: CloudFront accepts it).
 
     Args:
@@ -492,6 +492,8 @@ def check_origin_response(
     Returns:
         The violations found, in a stable order.
     """
+    if not isinstance(result, dict):
+        return [Violation("result", "the origin-response result is not an object", EVENT_STRUCTURE)]
     return [
         *_status_check(result, "origin-response", UPDATED),
         *_header_checks(

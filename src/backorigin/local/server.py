@@ -47,7 +47,6 @@ from backorigin.handlers.edge import make_edge_handler
 from backorigin.handlers.fetcher import make_fetcher_handler
 from backorigin.keys import bucket_key, decode_uri
 from backorigin.local.cloudfront import (
-    Violation,
     add_origin_request_headers,
     check_origin_request,
     check_origin_response,
@@ -386,9 +385,7 @@ class LocalCloudFront:
             return None, web.Response(
                 status=503, text="503 Service Unavailable: the Lambda function returned an error\n"
             )
-        if not isinstance(result, dict):
-            problems = [Violation("result", f"the {kind} result is not an object", "")]
-        elif kind == "origin-request":
+        if kind == "origin-request":
             problems = check_origin_request(
                 given["request"], result, strict_origins=self.strict_origins
             )
