@@ -223,6 +223,13 @@ def test_cdks_own_imported_bucket_warning_is_answered_by_the_constructs(
         assert warnings(app, "updateImportedBucketPolicyOac") == [], app.name
 
 
+def test_the_list_permission_warning_is_answered_by_the_root_object(
+    apps: dict[str, Synthesized],
+) -> None:
+    for app in apps.values():
+        assert warnings(app, "listBucketSecurityRisk") == [], app.name
+
+
 # --- secrets: regions and customer-managed keys ---------------------------------------------
 
 

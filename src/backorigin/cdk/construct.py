@@ -899,6 +899,10 @@ class BackToOriginConstruct(Construct):
             "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac",
             "the construct writes the origin access control statements itself",
         )
+        cdk.Annotations.of(distribution).acknowledge_warning(
+            "@aws-cdk/aws-cloudfront-origins:listBucketSecurityRisk",
+            "default_root_object is never empty, so / never lists the bucket",
+        )
         return distribution
 
     def _create_alarms(self, actions: Sequence[cloudwatch.IAlarmAction]) -> list[cloudwatch.Alarm]:
