@@ -22,11 +22,11 @@ __all__ = [
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from backorigin.errors import InvalidKey, ObjectNotFound
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
     # Types only: the edge function's lean path routes keys without loading the models.
     from backorigin.config.models import Config, RouteConfig

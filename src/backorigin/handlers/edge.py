@@ -19,12 +19,10 @@ from __future__ import annotations
 __all__ = ["KEY_HEADER", "EdgeHandler", "make_edge_handler"]
 
 import json
-import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from backorigin.errors import BackoriginError, InvalidKey, ObjectNotFound
@@ -32,14 +30,23 @@ from backorigin.handlers.events import CloudFrontRecord, MalformedEvent, generat
 from backorigin.handlers.plan import EdgePlan
 from backorigin.handlers.validators import restore_validators
 from backorigin.keys import decode_uri, encode_key
-from backorigin.types import OriginRequest
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
     from backorigin.adapters import OriginAdapter
     from backorigin.config.models import Config
     from backorigin.config.secrets import SecretResolver
 
-log = logging.getLogger("backorigin.edge")
+
+def _log() -> logging.Logger:
+    # Imported when there is something to say: the lean path stays free of logging's import.
+    import logging
+
+    return logging.getLogger("backorigin.edge")
+
 
 KEY_HEADER = "x-backorigin-key"
 """Carries the viewer's key (URI-encoded) from origin-request to origin-response."""
@@ -135,7 +142,7 @@ class EdgeHandler:
         except MalformedEvent as exc:
             # Nothing sensible can be returned for an event we cannot read; CloudFront only
             # sends well-formed ones, so this is a wiring error worth failing loudly on.
-            log.error("malformed event: %s", exc)
+            _log().error("malformed event: %s", exc)
             raise
         if record.event_type == "origin-request":
             if record.to_primary:
@@ -201,7 +208,7 @@ class EdgeHandler:
             return generated_response(400, "Bad Request", f"{exc.reason}\n")
         except BackoriginError as exc:
             # E.g. a secret that cannot be read: the origin cannot be reached correctly now.
-            log.error("cannot prepare the request for origin %s: %s", target.origin, exc)
+            _log().error("cannot prepare the request for origin %s: %s", target.origin, exc)
             return generated_response(503, "Service Unavailable", "origin unavailable\n")
         custom = record.custom_origin
         custom.update(
@@ -213,6 +220,8 @@ class EdgeHandler:
     def _sign(
         record: CloudFrontRecord, adapter: OriginAdapter[Any], uri: str, querystring: str
     ) -> None:
+        from backorigin.types import OriginRequest
+
         headers = record.request_headers
         unsigned = OriginRequest(
             method=str(record.request.get("method", "GET")),
@@ -246,7 +255,7 @@ class EdgeHandler:
             if status in _COPY_STATUSES or status == 404:
                 encoded = record.request_headers.get(KEY_HEADER)
                 if encoded is None:
-                    log.warning("no %s header on %s; not enqueued", KEY_HEADER, record.uri)
+                    _log().warning("no %s header on %s; not enqueued", KEY_HEADER, record.uri)
                     return response
                 key = decode_uri("/" + encoded)
                 # A 404 is worth a copy job only where the copy path has somewhere else to
@@ -254,7 +263,7 @@ class EdgeHandler:
                 if status != 404 or len(self.plan.route(key).targets) > 1:
                     self._enqueue(key, context)
         except Exception:  # never turn a served response into a viewer error
-            log.exception("origin-response handling failed for %s", record.uri)
+            _log().exception("origin-response handling failed for %s", record.uri)
         return response
 
     def _seen_recently(self, key: str) -> bool:
@@ -274,14 +283,14 @@ class EdgeHandler:
             return
         url = self._queue_url_for(context)
         if url is None:
-            log.error("no copy queue is known; %s not enqueued", key)
+            _log().error("no copy queue is known; %s not enqueued", key)
             return
         try:
             self._client().send_message(QueueUrl=url, MessageBody=json.dumps({"key": key}))
         except Exception:
             with self._lock:  # let the next request for this key try again
                 self._recent.pop(key, None)
-            log.exception("could not enqueue a copy of %s", key)
+            _log().exception("could not enqueue a copy of %s", key)
 
     def _queue_url_for(self, context: Any) -> str | None:
         if self._queue_url:
@@ -305,7 +314,7 @@ def primary_response(request: dict[str, Any], response: dict[str, Any]) -> dict[
     try:
         restore_validators(request, response)
     except Exception:  # never turn a served response into a viewer error
-        log.exception("could not restore the validators of %s", request.get("uri"))
+        _log().exception("could not restore the validators of %s", request.get("uri"))
     return response
 
 

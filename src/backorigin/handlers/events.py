@@ -14,9 +14,12 @@ __all__ = [
 ]
 
 from collections.abc import Iterator, MutableMapping
-from typing import Any
 
 from backorigin.errors import BackoriginError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class MalformedEvent(BackoriginError):

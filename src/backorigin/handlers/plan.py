@@ -14,11 +14,14 @@ from __future__ import annotations
 
 __all__ = ["PLAN_FORMAT", "EdgePlan", "OriginPlan", "PlanError"]
 
-from typing import Any
 from urllib.parse import quote
 
 from backorigin.errors import BackoriginError, InvalidKey, ObjectNotFound
 from backorigin.keys import Route, Target, validate_key
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
+if TYPE_CHECKING:
+    from typing import Any
 
 PLAN_FORMAT = 1
 """Version of the plan's layout; a bundle with another version is refused at cold start."""

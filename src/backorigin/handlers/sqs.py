@@ -17,11 +17,14 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from backorigin.errors import BackoriginError
 from backorigin.handlers import sigv4
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
+if TYPE_CHECKING:
+    from typing import Any
 
 Transport = Callable[[str, str, Mapping[str, str], bytes, float], tuple[int, bytes]]
 """``(method, url, headers, body, timeout) -> (status, body)``; raises ``OSError`` on failure."""
