@@ -28,6 +28,7 @@ from azure.storage.blob import (
     ContentSettings,
     generate_container_sas,
 )
+from cloudfront_support import as_cloudfront_sends
 from pydantic import ValidationError
 
 from backorigin.adapters import adapter_class
@@ -214,15 +215,17 @@ class TestAzureAdapterConformance(AdapterConformance):
 def fetch(
     adapter: AzureAdapter, request: OriginRequest, *, sign: bool = True
 ) -> urllib3.BaseHTTPResponse:
-    """Send ``request`` the way CloudFront would: origin + origin path + uri + query."""
+    """Send ``request`` the way CloudFront would: origin + origin path + uri + query, with
+    the headers CloudFront adds after the origin-request trigger (``X-Amz-Cf-Id``, ``Via``,
+    ``X-Forwarded-For``, ``User-Agent``), which no signature made in the trigger covers."""
     spec = adapter.cloudfront_origin()
     signed = adapter.sign(request) if sign else request
     url = f"{spec.protocol}://{spec.domain}:{spec.port}{spec.path}{signed.uri}"
     if signed.querystring:
         url += "?" + signed.querystring
-    return urllib3.request(
-        signed.method, url, headers=dict(signed.headers), retries=False, decode_content=False
-    )
+    headers = as_cloudfront_sends(signed)
+    assert headers["X-Amz-Cf-Id"]
+    return urllib3.request(signed.method, url, headers=headers, retries=False, decode_content=False)
 
 
 def test_cloudfront_origin_of_a_real_account() -> None:
