@@ -18,6 +18,7 @@ import urllib3.util.retry
 from backorigin.adapters.http import (
     MAX_RETRY_AFTER,
     HttpAdapter,
+    _Lookups,
     check_redirect,
     parse_checksums,
     version_token,
@@ -563,6 +564,24 @@ def test_the_origin_itself_is_reached_at_the_address_looked_up(
     assert adapter.read_bytes("k") == b"looked up"
     assert dns.asked == ["localhost"]
     assert decoy.requests() == []
+
+
+def test_dns_answers_are_reused_for_a_while_and_failures_never() -> None:
+    """Pools are per address set: a DNS that rotates its answers must not cost a connection
+    per request, so answers are kept for a TTL (on the adapter's monotonic clock)."""
+    now = [0.0]
+    dns = ChangingResolver({"cdn.test": ["192.0.2.1"]}, {"cdn.test": ["192.0.2.2"]})
+    lookups = _Lookups(dns, ttl=30.0, clock=lambda: now[0])
+    assert lookups("cdn.test") == ["192.0.2.1"]
+    now[0] = 29.9
+    assert lookups("cdn.test") == ["192.0.2.1"]
+    now[0] = 30.0
+    assert lookups("cdn.test") == ["192.0.2.2"]
+    assert dns.asked == ["cdn.test", "cdn.test"]
+    for _ in range(2):
+        with pytest.raises(socket.gaierror):
+            lookups("nowhere.test")
+    assert dns.asked.count("nowhere.test") == 2
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -102,6 +103,9 @@ _BASE_HEADERS = {"User-Agent": f"backorigin/{__version__}", "Accept-Encoding": S
 _DRAIN_LIMIT = 64 * 1024  # unread bodies up to this size are read to keep the connection
 _POOL_SIZE = 32  # connections kept per host; the copy engine reads ranges in parallel
 _POOLS_KEPT = 16  # (scheme, host, port, addresses) pools kept per adapter, least recent dropped
+_DNS_TTL = 30.0
+"""Seconds a host's addresses are reused. Connections are pooled per address set, so DNS that
+rotates its answers would otherwise cost a new connection (and TLS handshake) per request."""
 _SIZES_KEPT = 10_000  # sizes seen at HEAD for ETag-pinned reads, per adapter
 
 Resolver = Callable[[str], Iterable[str]]
@@ -131,6 +135,42 @@ def resolve_host(host: str) -> list[str]:
     duplicates (literal IPs are returned as they are)."""
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _Lookups:
+    """A resolver whose answers are reused for ``ttl`` seconds (failures are not kept).
+
+    What a check judged and what a connection uses are the same answer either way: the
+    adapter connects to the addresses the check returned, never to a second lookup.
+    """
+
+    _KEPT = 256  # hosts remembered; an adapter meets its base host and a few redirect hosts
+
+    def __init__(
+        self,
+        resolve: Resolver,
+        *,
+        ttl: float = _DNS_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolve = resolve
+        self._ttl = ttl
+        self._clock = clock
+        self._answers: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str) -> list[str]:
+        now = self._clock()
+        with self._lock:
+            kept = self._answers.get(host)
+        if kept is not None and now < kept[0]:
+            return list(kept[1])
+        answer = tuple(self._resolve(host))
+        with self._lock:
+            if len(self._answers) >= self._KEPT:
+                self._answers.clear()
+            self._answers[host] = (now + self._ttl, answer)
+        return list(answer)
 
 
 def _category(address: str) -> str:
@@ -584,9 +624,10 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
     Args:
         config: The origin's config.
         secrets: Resolves the auth secrets.
-        resolver: Host name → addresses (DNS by default). Every connection goes to an
-            address it returned, looked up once per request and redirect hop; for a redirect
-            these are the addresses :func:`check_redirect` judged.
+        resolver: Host name → addresses (DNS by default; answers are reused for
+            :data:`_DNS_TTL` seconds). Every connection goes to an address it returned, taken
+            once per request and redirect hop; for a redirect, the addresses
+            :func:`check_redirect` judged.
     """
 
     config_model: ClassVar[type[HttpOrigin]] = HttpOrigin
@@ -600,7 +641,7 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
         resolver: Resolver | None = None,
     ) -> None:
         super().__init__(config, secrets=secrets)
-        self._resolve: Resolver = resolver if resolver is not None else resolve_host
+        self._resolve: Resolver = _Lookups(resolver if resolver is not None else resolve_host)
         self._sizes: dict[tuple[str, str], int] = {}  # (key, ETag token) → size at HEAD
         self._base = urlsplit(config.base_url)
         self._retry = _OriginRetry(
