@@ -53,6 +53,12 @@ KEY_HEADER = "x-backorigin-key"
 SERVED_HEADER = "x-backorigin"
 DEDUP_SECONDS = 60.0
 DEDUP_ENTRIES = 10_000
+NOT_FOUND_JOBS_PER_SECOND = 5.0
+"""Copy jobs per second and container that 404s may start (bursts up to :data:`NOT_FOUND_BURST`).
+
+A job after a 404 finds something only for the few objects that live on a fallback origin;
+the cap keeps a scan of random keys from turning into a flood of jobs that find nothing."""
+NOT_FOUND_BURST = 50.0
 _COPY_STATUSES = frozenset({200, 206, 304})
 _DROPPED_HEADERS = ("authorization", "cookie")
 # Headers an origin-request trigger may not add, change or remove (CloudFront rejects the
@@ -116,6 +122,8 @@ class EdgeHandler:
         self._lock = threading.Lock()
         self._clock = clock
         self._recent: OrderedDict[str, float] = OrderedDict()
+        self._not_found_tokens = NOT_FOUND_BURST
+        self._not_found_at = clock()
         self._negative = f"max-age={plan.negative_ttl}"
 
     @property
@@ -260,11 +268,26 @@ class EdgeHandler:
                 key = decode_uri("/" + encoded)
                 # A 404 is worth a copy job only where the copy path has somewhere else to
                 # look: random keys must not fill the queue with jobs that find nothing.
-                if status != 404 or len(self.plan.route(key).targets) > 1:
-                    self._enqueue(key, context)
+                chase = status == 404
+                if not chase or len(self.plan.route(key).targets) > 1:
+                    self._enqueue(key, context, rationed=chase)
         except Exception:  # never turn a served response into a viewer error
             _log().exception("origin-response handling failed for %s", record.uri)
         return response
+
+    def _may_chase_not_found(self) -> bool:
+        """Take a token of the 404 budget (a token bucket), if one is left."""
+        now = self._clock()
+        with self._lock:
+            elapsed = max(0.0, now - self._not_found_at)
+            self._not_found_at = now
+            self._not_found_tokens = min(
+                NOT_FOUND_BURST, self._not_found_tokens + elapsed * NOT_FOUND_JOBS_PER_SECOND
+            )
+            if self._not_found_tokens < 1:
+                return False
+            self._not_found_tokens -= 1
+            return True
 
     def _seen_recently(self, key: str) -> bool:
         now = self._clock()
@@ -278,8 +301,12 @@ class EdgeHandler:
                 self._recent.popitem(last=False)
             return False
 
-    def _enqueue(self, key: str, context: Any) -> None:
+    def _enqueue(self, key: str, context: Any, *, rationed: bool = False) -> None:
         if self._seen_recently(key):
+            return
+        if rationed and not self._may_chase_not_found():
+            with self._lock:  # not sent: a later request may try again
+                self._recent.pop(key, None)
             return
         url = self._queue_url_for(context)
         if url is None:
