@@ -28,12 +28,17 @@ def clean_registry() -> Iterator[None]:
 
 S3_ACCESS_KEY = "AKIABACKORIGINTEST01"
 S3_SECRET_KEY = "backorigin-test-secret-key-0123456789"
+S3_PUBLIC_BUCKET = "public-legacy"
+"""The one bucket of the session's SeaweedFS anyone may read (S3 origins with auth anonymous)."""
 
 
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
-    """A real S3 server (SeaweedFS) with SigV4 authentication on."""
-    server = SeaweedFS(access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY)
+    """A real S3 server (SeaweedFS) with SigV4 authentication on; only the bucket
+    ``public-legacy`` (once created) can be read anonymously."""
+    server = SeaweedFS(
+        access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY, anonymous_read=(S3_PUBLIC_BUCKET,)
+    )
     server.start()
     yield server
     server.stop()
