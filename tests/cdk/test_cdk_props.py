@@ -193,3 +193,27 @@ def test_an_edge_secrets_key_must_be_known_by_arn() -> None:
     key = kms.Key(scope, "Key")
     with pytest.raises(ConstructConfigError, match=r"kms\.Key\.from_key_arn"):
         build(scope, config=SECRET_CONFIG, secret_encryption_keys={"backorigin/token": key})
+
+
+def test_settings_cloudfront_would_refuse_are_listed_with_their_paths() -> None:
+    config = """\
+bucket: {name: media-new}
+origins:
+  - {name: direct, type: http, base_url: "https://10.1.2.3/files/"}
+  - name: api
+    type: http
+    base_url: https://files.example.com:81/
+    auth:
+      mode: headers
+      headers: {X-Forwarded-Proto: {secret: {aws_secretsmanager: backorigin/api}}}
+routes:
+  - {prefix: api/, origin: api}
+  - {prefix: "", origin: direct}
+"""
+    with pytest.raises(ConstructConfigError) as error:
+        build(config=config)
+    message = str(error.value)
+    assert "CloudFront would refuse 3 setting(s)" in message
+    assert "origins[0].base_url: not deployable" in message
+    assert "origins[1].base_url: not deployable" in message
+    assert "origins[1].auth.headers.X-Forwarded-Proto: not deployable" in message

@@ -30,7 +30,14 @@ from pydantic import BaseModel
 
 from backorigin.bundling import bundle, edge_origin
 from backorigin.cdk.regions import ORIGIN_SHIELD_REGIONS, nearest_origin_shield_region
-from backorigin.config import Config, S3Origin, SecretRef, SecretSource, load_config
+from backorigin.config import (
+    Config,
+    S3Origin,
+    SecretRef,
+    SecretSource,
+    deployability_problems,
+    load_config,
+)
 from backorigin.config.origins import S3AssumeRoleAuth, S3DefaultAuth
 from backorigin.errors import BackoriginError
 from backorigin.types import PROVENANCE_HEADERS, OriginSpec
@@ -277,6 +284,7 @@ class BackToOriginConstruct(Construct):
             _check_range("fetcher_memory_size", fetcher_memory_size, 128, 10240)
         loaded = load_config(config)
         _check_deployable(loaded)
+        _check_cloudfront_accepts(loaded)
         secret_keys = dict(secret_encryption_keys or {})
         _check_secret_keys(loaded, secret_keys)
         bucket_name = _bucket_name(loaded, bucket, stack, id, region)
@@ -691,9 +699,7 @@ class BackToOriginConstruct(Construct):
     def _grant_origins(self, region: str, secret_keys: Mapping[str, kms.IKey]) -> None:
         """Each origin grants the functions exactly what reading it needs."""
         config = self.config
-        edge_names = (
-            {route.origin for route in config.routes} if config.routes else {config.origins[0].name}
-        )
+        edge_names = config.edge_origin_roles().keys()
         fetcher_role = self.fetcher.role
         edge_role = self.edge_function.lambda_.role
         assert isinstance(fetcher_role, iam.Role)
@@ -1076,6 +1082,18 @@ def _check_deployable(config: Config) -> None:
                 )
 
 
+def _check_cloudfront_accepts(config: Config) -> None:
+    """Settings CloudFront would refuse only at run time (with a 502), refused before deploy."""
+    problems = deployability_problems(config)
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise ConstructConfigError(
+            f"the config cannot be deployed: CloudFront would refuse "
+            f"{len(problems)} setting(s) of origins it reaches through the edge function "
+            f"(a route's fallback origins are exempt: only the fetcher reads them):\n{listed}"
+        )
+
+
 def _bucket_name(
     config: Config, bucket: s3.IBucket | None, stack: cdk.Stack, id: str, region: str
 ) -> str:
@@ -1181,9 +1199,7 @@ def _check_secret_keys(config: Config, keys: Mapping[str, kms.IKey]) -> None:
             f"reference; its Secrets Manager references are: {known} (write them exactly "
             "as the config does)"
         )
-    edge_names = (
-        {route.origin for route in config.routes} if config.routes else {config.origins[0].name}
-    )
+    edge_names = config.edge_origin_roles().keys()
     for secret, key in keys.items():
         if referenced[secret] not in edge_names or not cdk.Token.is_unresolved(key.key_arn):
             continue
