@@ -106,7 +106,8 @@ def plan_streams(config: Config, prefix: str = "") -> list[Stream]:
     """The listings whose merge yields every viewer key under ``prefix`` in order.
 
     One stream per route, origin of the route (primary, then fallbacks) and kind of viewer
-    key; identical streams are listed once.
+    key; identical streams, and streams a shorter prefix with the same mapping covers, are
+    listed once.
     """
     streams: list[Stream] = []
     for route, rule in _rules(config):
@@ -125,7 +126,20 @@ def plan_streams(config: Config, prefix: str = "") -> list[Stream]:
                 stream = Stream(origin, origin_prefix, rule.strip, rule.add, keep_strip)
                 if stream not in streams:
                     streams.append(stream)
-    return streams
+    # A stream whose listing a shorter prefix with the same mapping already covers adds only
+    # duplicates (e.g. a route's fallback that is also the catch-all route's origin).
+    return [
+        stream
+        for stream in streams
+        if not any(
+            other is not stream
+            and (other.origin, other.strip, other.add, other.keep_strip)
+            == (stream.origin, stream.strip, stream.add, stream.keep_strip)
+            and stream.prefix.startswith(other.prefix)
+            and (other.prefix != stream.prefix)
+            for other in streams
+        )
+    ]
 
 
 @dataclass
