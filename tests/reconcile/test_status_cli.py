@@ -93,3 +93,55 @@ def test_status_exits_2_when_an_origin_cannot_be_listed(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "origin web was not listed" in result.stderr
     assert "--keys" in result.stderr
+
+
+def test_reconcile_through_the_queue(
+    fake_gcs: Any,
+    bucket: str,
+    seaweedfs: Any,
+    s3_client: Any,
+    s3_credentials: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from reconcile_helpers import gcs_origin, make_setup
+
+    legacy = gcs_origin(fake_gcs)
+    setup = make_setup(legacy, bucket, seaweedfs, s3_client, s3_credentials, tmp_path)
+    legacy.put("stale", b"one")
+    assert setup.engine.copy("stale").outcome is CopyOutcome.COPIED
+    legacy.put("stale", b"two, longer")
+    legacy.put("missing", b"new")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=f"http://{host}:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        queue = sqs.create_queue(QueueName="copy-cli")["QueueUrl"]
+        result = run(setup, "reconcile", str(setup.path), "--queue-url", queue, "--json")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["results"]["copy"]["enqueued"] == 1
+        assert summary["results"]["refresh"]["enqueued"] == 1
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    finally:
+        server.stop()
+    stale_etag = s3_client.head_object(Bucket=bucket, Key="stale")["ETag"]
+    assert sorted(json.loads(m["Body"])["key"] for m in messages) == ["missing", "stale"]
+    assert {"key": "stale", "replace": stale_etag} in [json.loads(m["Body"]) for m in messages]
+    # Nothing was copied here: the fetchers do that.
+    assert body_or_none(s3_client, bucket, "missing") is None
+
+
+def body_or_none(s3: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None

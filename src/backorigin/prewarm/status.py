@@ -306,6 +306,7 @@ class Survey:
         self.walk: OrderedWalk | None = (
             OrderedWalk(config, self.adapter, prefix) if keys is None else None
         )
+        self._walked = self.walk.origins() if self.walk is not None else set()
         self.inflight = 0
         self.max_inflight = 0
         self._slots = threading.BoundedSemaphore(2 * concurrency)
@@ -454,9 +455,8 @@ class Survey:
         except (InvalidKey, ObjectNotFound) as exc:
             return f"no origin serves this key any more ({exc})"
         assert self.walk is not None
-        listed = self.walk.origins()
         for target in targets:
-            if target.origin in self.walk.not_listable or target.origin not in listed:
+            if target.origin in self.walk.not_listable or target.origin not in self._walked:
                 return f"origin {target.origin} was not listed"
         return None
 
