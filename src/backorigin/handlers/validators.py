@@ -45,16 +45,29 @@ def _first(headers: dict[str, object], name: str) -> str | None:
     return None
 
 
-def _epoch_of_iso(text: str) -> int | None:
+# Provenance date → (epoch, HTTP-date): hot objects are asked for again and again.
+_DATES: dict[str, tuple[int, str] | None] = {}
+_DATES_KEPT = 4096
+
+
+def _dates_of_iso(text: str) -> tuple[int, str] | None:
+    if text in _DATES:
+        return _DATES[text]
     from datetime import UTC, datetime
 
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+        result = None
+    else:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        epoch = int(moment.timestamp())
+        result = (epoch, http_date(epoch))
+    if len(_DATES) >= _DATES_KEPT:
+        _DATES.clear()
+    _DATES[text] = result
+    return result
 
 
 def http_date(epoch: int) -> str:
@@ -81,6 +94,8 @@ def _epoch_of_http_date(text: str) -> int | None:
 
 
 def _quoted(etag: str) -> str:
+    if etag[:1] == '"' or etag[:3] == 'W/"':
+        return etag
     etag = etag.strip()
     if etag.startswith(('"', 'W/"')):
         return etag
@@ -94,7 +109,7 @@ def _opaque(tag: str) -> str:
 
 def _none_match(header: str, etag: str) -> bool:
     """Whether ``If-None-Match: header`` fails for ``etag`` (weak comparison, §13.1.2)."""
-    if header.strip() == "*":
+    if header == etag or header.strip() == "*":
         return True
     wanted = _opaque(etag)
     return any(_opaque(candidate) == wanted for candidate in header.split(","))
@@ -109,12 +124,13 @@ def restore_validators(request: dict[str, object], response: dict[str, object]) 
     modified_iso = _first(headers, LAST_MODIFIED_META)
     if etag is None and modified_iso is None:
         return
-    modified = _epoch_of_iso(modified_iso) if modified_iso else None
+    dates = _dates_of_iso(modified_iso) if modified_iso else None
+    modified = dates[0] if dates is not None else None
     if etag:
         etag = _quoted(etag)
         headers["etag"] = [{"key": "ETag", "value": etag}]
-    if modified is not None:
-        headers["last-modified"] = [{"key": "Last-Modified", "value": http_date(modified)}]
+    if dates is not None:
+        headers["last-modified"] = [{"key": "Last-Modified", "value": dates[1]}]
     if str(response.get("status")) not in ("200", "206"):
         return
     asked = request.get("headers")
