@@ -6,6 +6,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,25 @@ SIZE = 1024
 WORKERS = 8
 
 
-def write_config(path: Path, bucket: str, seaweedfs: Any, origin: HttpOriginServer) -> Path:
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``condition`` until it holds; False if it never did within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def write_config(
+    path: Path, bucket: str, seaweedfs: Any, origin: HttpOriginServer, lease_ttl: str = "1s"
+) -> Path:
     path.write_text(
         f"bucket: {{name: {bucket}, endpoint_url: '{seaweedfs.url}', region: us-east-1}}\n"
         "origins:\n"
         f"  - {{name: web, type: http, base_url: '{origin.url}', retries: 0, backoff: 10ms}}\n"
         # A killed copier's lease expires after a second, so the re-run need not wait long.
-        "copy: {lease_ttl: 1s}\n"
+        f"copy: {{lease_ttl: {lease_ttl}}}\n"
     )
     return path
 
@@ -191,13 +204,36 @@ def test_a_key_another_copier_holds_is_retried_until_its_lease_expires(
     keys = ["held/a.txt", "held/b.txt"]
     for key in keys:
         origin.put(key, key.encode())
-    # A copier that died holding the lease of held/a.txt (lease_ttl 1s in the config).
-    lease = Lease.acquire(Bucket(s3_client, bucket), "", keys[0], ttl=1.0)
+    origin.reset_counters()
+    # A copier that died holding the lease of held/a.txt; it expires when the test says so.
+    lease = Lease.acquire(Bucket(s3_client, bucket), "", keys[0], ttl=600)
     assert lease is not None
-    config = write_config(tmp_path / "backorigin.yaml", bucket, seaweedfs, origin)
-    result = run_prewarm(environment, str(config), "--keys", "-", input_text="\n".join(keys))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert summary(result.stdout)["copied"] == "2"
+    # A held key is retried every second for 2 x lease_ttl + 5 s = 13 s: ample time to see
+    # the retry and expire the lease.
+    config = write_config(tmp_path / "backorigin.yaml", bucket, seaweedfs, origin, "4s")
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text("\n".join(keys))
+    process = subprocess.Popen(
+        prewarm_argv(str(config), "--keys", str(key_file)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    try:
+        # Each attempt looks the object up at the origin before it asks for the lease, and
+        # only an attempt that found the lease held is tried again: a second lookup is the
+        # retry.
+        retried = wait_until(
+            lambda: origin.request_count(keys[0], "HEAD") >= 2 or process.poll() is not None
+        )
+        assert retried, "the held key was never tried again"
+        assert process.poll() is None, "the run ended while the lease was held"
+    finally:
+        lease.suspend()  # the dead copier's lease expires now
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    assert summary(out)["copied"] == "2"
     assert stored_keys(s3_client, bucket) == set(keys)
 
 
