@@ -150,3 +150,14 @@ def test_a_non_empty_target_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk").write_text("x")
     with pytest.raises(BundleError, match="not empty"):
         bundle(load_config(HTTP_CONFIG), tmp_path, install=False)
+
+
+def test_the_edge_bundle_carries_its_plan(edge_bundle: Path, tmp_path: Path) -> None:
+    from backorigin.bundling import edge_plan
+
+    baked = edge_bundle / "backorigin" / "_baked"
+    plan = json.loads((baked / "edge-plan.json").read_text())
+    assert plan == json.loads(json.dumps(edge_plan(load_config(HTTP_CONFIG))))
+    assert plan["origins"]["web"]["lean"] is False  # bearer: signed by its adapter
+    fetcher = bundle(load_config(HTTP_CONFIG), tmp_path / "f", role="fetcher", install=False)
+    assert not (fetcher / "backorigin" / "_baked" / "edge-plan.json").exists()
