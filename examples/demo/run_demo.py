@@ -58,9 +58,13 @@ def start_serve(config: Path, port: int) -> tuple[subprocess.Popen[str], str, st
             break
     # Keep draining its log so that a full pipe never blocks the server.
     threading.Thread(target=lambda: [None for _ in process.stderr or []], daemon=True).start()
-    for _ in range(100):  # wait until the port answers
+    # Wait until the port answers. The probe asks for a key the edge refuses (400), so it
+    # reaches no origin and copies nothing; "/" would fetch the default root object.
+    for _ in range(100):
         try:
-            urllib3.request("HEAD", f"http://127.0.0.1:{port}/", retries=False, timeout=1)
+            urllib3.request(
+                "HEAD", f"http://127.0.0.1:{port}/.backorigin/ready", retries=False, timeout=1
+            )
             break
         except urllib3.exceptions.HTTPError:
             time.sleep(0.1)
