@@ -372,7 +372,7 @@ def make_edge_handler(
             (default: :class:`backorigin.handlers.sqs.SqsClient`, built on the first enqueue).
         secrets: Resolves the origins' secrets (Secrets Manager values cached five minutes).
         adapters: Origin adapters by name (built on first use otherwise).
-        clock: Monotonic clock for de-duplicating enqueues.
+        clock: Monotonic clock for de-duplicating enqueues and rationing those after 404s.
     """
     from backorigin.bundling import edge_plan
 
