@@ -1,19 +1,21 @@
 """The origins' side of status: listings through the routes, merged in viewer-key order.
 
-The in-memory reference adapter stands in for the origins (its listing is sorted, as every
-built-in adapter's is); a subclass whose listing is not sorted shows the walk refusing it.
+The in-memory reference adapter stands in for the origins; a subclass whose listing comes out
+in reverse order shows the walk sorting it with bounded memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from operator import itemgetter
 from typing import Any
 
 import pytest
 
 from backorigin.adapters import register_adapter
 from backorigin.config import Config, load_config
-from backorigin.prewarm import ListingOrderError, OrderedWalk
+from backorigin.prewarm import OrderedWalk
+from backorigin.prewarm.extsort import SortStats, sorted_by_key
 from backorigin.prewarm.ordered import Stream, plan_streams
 from backorigin.testing.memory import MemoryAdapter, MemoryOrigin
 from backorigin.types import ObjectInfo
@@ -91,10 +93,25 @@ def test_a_key_at_the_primary_and_a_fallback_comes_once_from_the_primary() -> No
     assert walk(config, adapters, "docs/o") == [("docs/only-a.txt", "a"), ("docs/only-b.txt", "b")]
 
 
-def test_a_listing_out_of_order_stops_the_walk() -> None:
+def test_a_listing_out_of_order_comes_out_sorted_with_bounded_memory() -> None:
     config = config_of("  - {prefix: '', origin: a}\n", ("a",))
     adapters = origins(config, UnsortedAdapter)
-    for key in ("k1", "k2"):
+    keys = [f"k{i:03d}" for i in range(50)]
+    for key in keys:
         adapters["a"].put(key, b"1")
-    with pytest.raises(ListingOrderError, match="not in key order"):
-        walk(config, adapters)
+    # Runs of 4 are spilled to disk and merged back: the run and one entry per run in memory.
+    the_walk = OrderedWalk(config, adapters.__getitem__, run_size=4)
+    assert [job.key for job in the_walk] == keys
+    assert the_walk.sort.spilled == 12
+    assert the_walk.sort.max_held <= 4 + 12
+
+
+def test_the_external_sort_merges_runs_in_rounds_to_bound_open_files() -> None:
+    items = [(f"{(i * 7919) % 1000:04d}", i) for i in range(1000)]  # a permutation
+    stats = SortStats()
+    out = list(sorted_by_key(items, itemgetter(0), run_size=10, fan_in=3, stats=stats))
+    assert out == sorted(items)
+    assert stats.spilled >= 100
+    # In memory: at most one run's items, plus one item per open run — at most fan_in - 1
+    # in each of the log3(100) < 5 rounds.
+    assert stats.max_held <= 10 + (3 - 1) * 5

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.usefixtures("s3_env")
 
 IMAGES = 1500
 DOCS = 500
+RUN = 256  # entries sorted in memory per listing before a run is spilled
 
 
 def test_the_merge_holds_one_entry_per_listing_whatever_the_object_count(
@@ -79,15 +80,20 @@ def test_the_merge_holds_one_entry_per_listing_whatever_the_object_count(
         bucket=engine.bucket,
         adapter=engine.adapter,
         concurrency=4,
+        run_size=RUN,
     )
     # The origins' side alone: viewer keys in order, each once, one entry buffered per listing.
-    walk = OrderedWalk(config, engine.adapter)
+    walk = OrderedWalk(config, engine.adapter, run_size=RUN)
     walked = [job.key for job in walk]
     total = 2 * IMAGES + DOCS
     assert len(walked) == total
     assert walked == sorted(set(walked))
     assert walk.max_buffered <= len(streams)
     assert walk.listed == IMAGES + DOCS  # each origin object counted once
+    # The listings were sorted in runs spilled to disk: in memory, at most a run per listing
+    # and one entry per spilled run.
+    assert walk.sort.spilled == IMAGES // RUN + (IMAGES + DOCS) // RUN
+    assert walk.sort.max_held <= len(streams) * RUN + walk.sort.spilled
 
     # The whole comparison: every key classified once, HEADs in flight bounded.
     seen: list[str] = []
@@ -98,6 +104,7 @@ def test_the_merge_holds_one_entry_per_listing_whatever_the_object_count(
     assert sorted(seen) == walked
     assert survey.walk is not None
     assert survey.walk.max_buffered <= len(streams)
+    assert survey.walk.sort.max_held <= (len(streams) + 1) * RUN + survey.walk.sort.spilled
     assert survey.max_inflight <= 2 * 4
 
 

@@ -25,7 +25,7 @@ from backorigin.prewarm.enqueue import (
 from backorigin.prewarm.keys_file import KeyWriter, count_keys, read_keys
 from backorigin.prewarm.listing import Job, Scan, Walk, plan_scans, routable, viewer_keys
 from backorigin.prewarm.local import LocalPrewarm, Outcome, Status, Tally, compare
-from backorigin.prewarm.ordered import ListingOrderError, OrderedJob, OrderedWalk
+from backorigin.prewarm.ordered import OrderedJob, OrderedWalk
 from backorigin.prewarm.reconcile import (
     Action,
     ActionResult,
@@ -45,7 +45,6 @@ __all__ = [
     "Entry",
     "Job",
     "KeyWriter",
-    "ListingOrderError",
     "LocalPrewarm",
     "OrderedJob",
     "OrderedWalk",

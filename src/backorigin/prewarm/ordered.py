@@ -10,8 +10,13 @@ The routes' rewrites are prefix swaps (``strip_prefix`` then ``add_prefix``), an
 preserves order: origin keys ``add + rest`` in sorted order map to viewer keys ``strip + rest``
 in sorted order. So this module lists once per *stream* — one route's rewrite applied to one
 of its origins — where each stream's mapping is monotone, and merges the streams with a heap
-holding one pending entry per stream. State is bounded by the number of streams (a property
-of the config), never by the number of objects.
+holding one pending entry per stream.
+
+Listings themselves are not all in code-point order (Azure Blob sorts as UTF-16 does, some
+S3-compatible stores list "directories" first), so each stream passes through a bounded
+external sort (:mod:`backorigin.prewarm.extsort`): in memory when it fits in one run, spilled
+to temporary files in sorted runs otherwise. State is bounded by the number of streams (a
+property of the config) times the run size, never by the number of objects.
 
 The mapping is the same as :class:`~backorigin.prewarm.listing.Walk` 's: candidates come from
 inverting the rewrites (its helpers are reused) and are kept only if the serving path's own
@@ -24,35 +29,31 @@ rewrite (a catch-all route with ``strip_prefix`` is listed twice: once for the v
 that carry the prefix and once for those that do not). Listing costs one request per 1,000
 objects or so, a small price next to a HEAD per object.
 
-Every listing's order is checked as it streams; a listing out of order (some S3-compatible
-stores and S3 directory buckets do not sort) stops the walk with :class:`ListingOrderError`
-rather than producing a wrong answer. Give such an origin's keys with a keys file instead.
 """
 
 from __future__ import annotations
 
-__all__ = ["ListingOrderError", "OrderedJob", "OrderedWalk", "Stream"]
+__all__ = ["OrderedJob", "OrderedWalk", "Stream", "plan_streams"]
 
 import heapq
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from backorigin.adapters import OriginAdapter
 from backorigin.config.models import Config
-from backorigin.errors import BackoriginError, InvalidKey, NotSupported, ObjectNotFound
+from backorigin.errors import InvalidKey, NotSupported, ObjectNotFound
 from backorigin.keys import Router, Target, is_reserved
+from backorigin.prewarm.extsort import SortStats, sorted_by_key
 from backorigin.prewarm.listing import _origin_prefix, _rules, viewer_keys
 from backorigin.types import ObjectInfo
 
 log = logging.getLogger("backorigin.prewarm")
 
 _EXAMPLES = 20
-
-
-class ListingOrderError(BackoriginError):
-    """A listing did not come out in key order, so a merge join cannot use it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +148,16 @@ class OrderedWalk:
     """Lists the origins and yields :class:`OrderedJob` s in viewer-key order, each key once.
 
     Iterate it once. The counters are updated as the walk goes (a progress display reads
-    them). ``buffered`` and ``max_buffered`` show the merge's state: at most one pending entry
-    per stream, whatever the number of objects.
+    them). ``max_buffered`` and :attr:`sort` show the state: at most one pending entry per
+    stream in the merge, and at most ``run_size`` per stream in the sorts, whatever the
+    number of objects.
 
     Args:
         config: The configuration whose routes map keys.
         adapter: Returns the adapter of an origin by name.
         prefix: Only viewer keys starting with this are produced.
+        run_size: Entries a stream sorts in memory before it spills a run to disk.
+        spill_dir: Where spilled runs go (the system's temporary directory by default).
 
     Attributes:
         listed: Objects the origins listed (each counted once, even if several streams read
@@ -167,11 +171,14 @@ class OrderedWalk:
         not_listable: Origins that cannot be listed, with the reason.
         buffered: Entries the merge holds right now.
         max_buffered: The most it ever held.
+        sort: What the streams' sorts hold in memory and spilled.
     """
 
     config: Config
     adapter: Callable[[str], OriginAdapter[Any]]
     prefix: str = ""
+    run_size: int = 50_000
+    spill_dir: str | None = None
     listed: int = 0
     jobs: int = 0
     bytes: int = 0
@@ -182,6 +189,7 @@ class OrderedWalk:
     max_buffered: int = 0
     unreachable_examples: list[tuple[str, str]] = field(default_factory=list)
     not_listable: dict[str, str] = field(default_factory=dict)
+    sort: SortStats = field(default_factory=SortStats)
 
     def streams(self) -> list[Stream]:
         """The listings this walk runs."""
@@ -194,13 +202,25 @@ class OrderedWalk:
     def __iter__(self) -> Iterator[OrderedJob]:
         router = Router(self.config)
         streams = self.streams()
-        sources = [self._stream(index, streams, router) for index in range(len(streams))]
+        sources = [
+            sorted_by_key(
+                self._stream(index, streams, router),
+                itemgetter(0),
+                run_size=self.run_size,
+                directory=self.spill_dir,
+                stats=self.sort,
+            )
+            for index in range(len(streams))
+        ]
         heap: list[tuple[str, int, int, OrderedJob]] = []
 
         def pull(index: int) -> None:
             item = next(sources[index], None)
             if item is not None:
-                heapq.heappush(heap, (item[0].key, item[1], index, item[0]))
+                key, rank, origin_key, size, etag, version, modified = item
+                info = ObjectInfo(origin_key, size, etag, version, modified)
+                job = OrderedJob(key, streams[index].origin, info)
+                heapq.heappush(heap, (key, rank, index, job))
             self.buffered = len(heap)
             self.max_buffered = max(self.max_buffered, self.buffered)
 
@@ -218,26 +238,22 @@ class OrderedWalk:
             self.bytes += job.info.size
             yield job
 
-    def _stream(
-        self, index: int, streams: list[Stream], router: Router
-    ) -> Iterator[tuple[OrderedJob, int]]:
-        """The stream's jobs in viewer-key order, with the target's rank in the route."""
+    def _stream(self, index: int, streams: list[Stream], router: Router) -> Iterator[_Row]:
+        """The stream's objects in listing order, as picklable rows for the sort.
+
+        A row: viewer key, the target's rank in the route, origin key, size, ETag, version,
+        last modified.
+        """
         stream = streams[index]
         if stream.origin in self.not_listable:
             return
         # The first stream of an origin whose prefix covers an object counts it (listed,
         # unreachable), so that an object several streams read is counted once.
         earlier = [s.prefix for s in streams[:index] if s.origin == stream.origin and s != stream]
-        previous: str | None = None
+        started = False
         try:
             for info in self.adapter(stream.origin).list(stream.prefix):
-                if previous is not None and info.key <= previous:
-                    raise ListingOrderError(
-                        f"origin {stream.origin!r} listed {info.key!r} after {previous!r}: "
-                        "its listing is not in key order, so it cannot be compared in one "
-                        "pass; give its keys in a keys file instead"
-                    )
-                previous = info.key
+                started = True
                 if not any(info.key.startswith(p) for p in earlier):
                     self._count(stream.origin, info, router)
                 key = stream.viewer_key(info.key)
@@ -245,9 +261,17 @@ class OrderedWalk:
                     continue
                 rank = _rank(router, key, Target(stream.origin, info.key))
                 if rank is not None:
-                    yield OrderedJob(key, stream.origin, info), rank
+                    yield (
+                        key,
+                        rank,
+                        info.key,
+                        info.size,
+                        info.etag,
+                        info.version,
+                        info.last_modified,
+                    )
         except NotSupported as exc:
-            if previous is not None:
+            if started:
                 raise
             log.warning("origin %s cannot be listed: %s", stream.origin, exc)
             self.not_listable[stream.origin] = str(exc)
@@ -260,6 +284,9 @@ class OrderedWalk:
             self.unreachable_bytes += info.size
             if len(self.unreachable_examples) < _EXAMPLES:
                 self.unreachable_examples.append((origin, info.key))
+
+
+_Row = tuple[str, int, str, int, str | None, str | None, datetime | None]
 
 
 def _rank(router: Router, key: str, target: Target) -> int | None:

@@ -25,8 +25,10 @@ origin object was modified after (or shortly before) the copy was written — th
 times say so — and every bucket object with no origin object (to read its provenance). A
 bucket that is in step with its origins costs no HEAD at all.
 
-Memory does not grow with the number of objects: both listings stream, the merge holds one
-entry per listing, and at most ``2 x concurrency`` HEADs are in flight.
+Memory does not grow with the number of objects: both listings stream through a bounded
+external sort (listings are not all in code-point order; one that fits in ``run_size`` entries
+never touches the disk), the merge holds one entry per listing, and at most
+``2 x concurrency`` HEADs are in flight.
 
 Origins that cannot be listed (HTTP) are checked from a keys file instead: every key then
 costs a HEAD at the bucket and one at the origin (per target tried).
@@ -43,6 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 from backorigin.adapters import OriginAdapter, create_adapter
@@ -50,9 +53,10 @@ from backorigin.config.models import Config
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import BackoriginError, InvalidKey, ObjectNotFound
 from backorigin.keys import Router, bucket_key, is_reserved
+from backorigin.prewarm.extsort import sorted_by_key
 from backorigin.prewarm.listing import Job
 from backorigin.prewarm.local import compare
-from backorigin.prewarm.ordered import ListingOrderError, OrderedJob, OrderedWalk
+from backorigin.prewarm.ordered import OrderedJob, OrderedWalk
 from backorigin.transfer.bucket import Bucket, ListedObject, StoredObject, make_s3_client
 from backorigin.types import PROVENANCE_PREFIX, ObjectInfo
 
@@ -274,6 +278,9 @@ class Survey:
         adapter: Returns an origin's adapter by name (built from the config when omitted).
         concurrency: HEAD requests in flight at most (``2 x`` may be queued).
         recent: See :data:`RECENT`.
+        run_size: Entries each listing sorts in memory before it spills a sorted run to a
+            temporary file (see :mod:`backorigin.prewarm.extsort`).
+        spill_dir: Where those files go (the system's temporary directory by default).
     """
 
     def __init__(
@@ -286,6 +293,8 @@ class Survey:
         adapter: Callable[[str], OriginAdapter[Any]] | None = None,
         concurrency: int = 16,
         recent: timedelta = RECENT,
+        run_size: int = 50_000,
+        spill_dir: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -304,7 +313,9 @@ class Survey:
         self.router = Router(config)
         self.report = StatusReport(prefix=prefix)
         self.walk: OrderedWalk | None = (
-            OrderedWalk(config, self.adapter, prefix) if keys is None else None
+            OrderedWalk(config, self.adapter, prefix, run_size=run_size, spill_dir=spill_dir)
+            if keys is None
+            else None
         )
         self._walked = self.walk.origins() if self.walk is not None else set()
         self.inflight = 0
@@ -333,7 +344,7 @@ class Survey:
                     for key in self.keys:
                         if key.startswith(self.prefix):
                             self._submit(pool, emit, self._by_key, key)
-            except BackoriginError as exc:  # a listing failed, or came out of order
+            except BackoriginError as exc:  # a listing failed
                 self.report.error = f"{type(exc).__name__}: {exc}"
         if self.walk is not None:
             self.report.listed = self.walk.listed
@@ -369,20 +380,30 @@ class Survey:
                 stored = next(bucket_side, None)
 
     def _bucket_listing(self) -> Iterator[ListedObject]:
-        """The bucket's objects under the prefix, keyed by viewer key, order checked."""
-        base = self.config.bucket.prefix
-        previous: str | None = None
-        for listed in self.bucket.list_objects(base + self.prefix):
-            if previous is not None and listed.key <= previous:
-                raise ListingOrderError(
-                    f"the bucket listed {listed.key!r} after {previous!r}: not in key order"
-                )
-            previous = listed.key
-            key = listed.key[len(base) :]
-            if is_reserved(key):
-                continue  # the copy engine's leases
-            self.report.bucket_listed += 1
-            yield ListedObject(key, listed.size, listed.etag, listed.last_modified)
+        """The bucket's objects under the prefix, by viewer key, in code-point order.
+
+        Amazon S3 lists in that order already; S3-compatible stores may not, so the listing
+        goes through the same bounded sort as the origins'.
+        """
+        assert self.walk is not None
+
+        def rows() -> Iterator[tuple[str, int, str, datetime | None]]:
+            base = self.config.bucket.prefix
+            for listed in self.bucket.list_objects(base + self.prefix):
+                key = listed.key[len(base) :]
+                if is_reserved(key):
+                    continue  # the copy engine's leases
+                self.report.bucket_listed += 1
+                yield key, listed.size, listed.etag, listed.last_modified
+
+        for row in sorted_by_key(
+            rows(),
+            itemgetter(0),
+            run_size=self.walk.run_size,
+            directory=self.walk.spill_dir,
+            stats=self.walk.sort,
+        ):
+            yield ListedObject(*row)
 
     # --- HEADs, in the pool ---------------------------------------------------------------
 
