@@ -679,9 +679,9 @@ class HttpOriginServer:
         response.content_length = len(body)
         response.force_close()
         await response.prepare(request)
-        await response.write(body[:nbytes])
         with self._lock:
             self._bytes[key] += min(nbytes, len(body))
+        await response.write(body[:nbytes])
         if pause is not None:
             if isinstance(pause, Hold):
                 passed = await pause._pass(request)
@@ -690,9 +690,11 @@ class HttpOriginServer:
                 passed = not _gone(request)
             if not passed:
                 raise ConnectionResetError("client disconnected")  # it gave up: nothing more
-            await response.write(body[nbytes:])
+            # Counted before they are sent (as a file response is counted when it is
+            # prepared): a client that has read them never sees a count short of them.
             with self._lock:
                 self._bytes[key] += max(len(body) - nbytes, 0)
+            await response.write(body[nbytes:])
             await response.write_eof()
         # Without a pause: ending the response short of the announced bytes and closing the
         # connection is exactly what a server that crashes mid-body looks like to the client.
