@@ -566,6 +566,27 @@ def test_the_origin_itself_is_reached_at_the_address_looked_up(
     assert decoy.requests() == []
 
 
+def test_the_next_looked_up_address_is_tried_when_one_refuses(
+    make_http_adapter: MakeAdapter, twins: tuple[ScriptedServer, ScriptedServer]
+) -> None:
+    approved, decoy = twins
+    approved.answer("/k", body=b"second address")
+    with socket.socket() as probe:  # a port nobody listens on, on a third loopback address
+        probe.bind(("127.0.0.3", approved.port))
+    adapter = make_http_adapter(
+        base_url=f"http://localhost:{approved.port}/",
+        resolver=lambda host: ["127.0.0.3", "127.0.0.2"],
+    )
+    assert adapter.read_bytes("k") == b"second address"
+    assert decoy.requests() == []
+    nowhere = make_http_adapter(
+        base_url=f"http://localhost:{approved.port}/", resolver=lambda host: ["127.0.0.3"]
+    )
+    with pytest.raises(TransientOriginError, match="cannot connect"):
+        nowhere.read("k")
+    assert decoy.requests() == []
+
+
 def test_dns_answers_are_reused_for_a_while_and_failures_never() -> None:
     """Pools are per address set: a DNS that rotates its answers must not cost a connection
     per request, so answers are kept for a TTL (on the adapter's monotonic clock)."""
