@@ -11,10 +11,10 @@ Objects live at ``base_url + prefix + key`` (the key percent-encoded, see
 * passes bytes through raw: ``Content-Encoding`` is never decoded;
 * follows redirects itself, and only to targets :func:`check_redirect` allows (SSRF
   protection: no hop to cloud metadata addresses or private networks);
-* looks every host name up once per hop and connects to exactly the addresses that lookup
-  returned (and, for a redirect, that :func:`check_redirect` approved), while ``Host``, TLS SNI
-  and certificate checks stay on the name: a DNS answer that changes between the check and
-  the connection (DNS rebinding) cannot move a connection anywhere else.
+* takes a host's addresses once per hop (from a lookup it keeps for :data:`_DNS_TTL` seconds)
+  and connects to exactly those (for a redirect, the ones :func:`check_redirect` approved),
+  while ``Host``, TLS SNI and the certificate check stay on the name: a DNS answer that changes
+  between the check and the connection (DNS rebinding) cannot move a connection elsewhere.
 
 Status codes are mapped to :mod:`backorigin.errors` in :func:`_status_error` and urllib3's
 exceptions in :func:`_transport_error`; nowhere else.
