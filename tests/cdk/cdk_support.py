@@ -34,7 +34,7 @@ from backorigin.plugins import adapter_plugins
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 EXAMPLE_NAMES = ["gcs-public", "gcs-private", "azure-sas", "http-multi-origin", "custom-adapter"]
-VARIANT_NAMES = ["full", "adopted", "managed", "owned"]
+VARIANT_NAMES = ["full", "adopted", "managed", "owned", "shared"]
 EDGE_HANDLER = "backorigin.handlers.lambda_entry.edge"
 FETCHER_HANDLER = "backorigin.handlers.lambda_entry.fetcher"
 USER_FUNCTION = "UserFunction"
@@ -349,6 +349,31 @@ def owned_app(outdir: Path) -> cdk.App:
     return app
 
 
+def shared_app(outdir: Path) -> cdk.App:
+    """The bucket and its key in another stack of the app (a shared data stack)."""
+    app = cdk.App(outdir=str(outdir))
+    env = cdk.Environment(account="123456789012", region="eu-west-1")
+    data = cdk.Stack(app, "BackoriginData", env=env)
+    bucket = s3.Bucket(
+        data,
+        "Media",
+        bucket_name="media-shared",
+        encryption=s3.BucketEncryption.KMS,
+        encryption_key=kms.Key(data, "MediaKey", enable_key_rotation=True),
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        server_access_logs_bucket=s3.Bucket.from_bucket_name(data, "Logs", "media-access-logs"),
+    )
+    stack = cdk.Stack(app, "BackoriginShared", env=env)
+    BackToOriginConstruct(
+        stack,
+        "Migration",
+        config=load_config(MANAGED_CONFIG.replace("media-managed", "media-shared")),
+        bucket=bucket,
+    )
+    return app
+
+
 def synthesize(name: str, app: cdk.App, outdir: Path) -> Synthesized:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     construct = next(c for c in app.node.find_all() if isinstance(c, BackToOriginConstruct))
@@ -429,6 +454,7 @@ def synthesize_all(base: Path) -> Run:
         apps["adopted"] = synthesize("adopted", adopted_app(base / "adopted"), base / "adopted")
         apps["managed"] = synthesize("managed", managed_app(base / "managed"), base / "managed")
         apps["owned"] = synthesize("owned", owned_app(base / "owned"), base / "owned")
+        apps["shared"] = synthesize("shared", shared_app(base / "shared"), base / "shared")
         stdout, stderr = process.communicate(timeout=240)
     finally:
         if process.poll() is None:

@@ -1,4 +1,4 @@
-"""Synthesize every example (and four prop variants) once per test run, with cdk-nag on.
+"""Synthesize every example (and five prop variants) once per test run, with cdk-nag on.
 
 Synthesis is slow (jsii, Lambda bundles), so one session fixture builds every app, attaches
 cdk-nag's AwsSolutions pack, synthesizes and keeps the results; the tests only read them.
@@ -50,6 +50,12 @@ def managed(apps: dict[str, Synthesized]) -> Synthesized:
 def owned(apps: dict[str, Synthesized]) -> Synthesized:
     """The app's own SSE-KMS bucket, defined beside the construct."""
     return apps["owned"]
+
+
+@pytest.fixture(scope="session")
+def shared(apps: dict[str, Synthesized]) -> Synthesized:
+    """The app's SSE-KMS bucket in another stack of the app."""
+    return apps["shared"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -158,6 +158,30 @@ def test_an_apps_own_bucket_gets_the_policy_statements(owned: Synthesized) -> No
     assert warnings(owned, IMPORTED_WARNING) == []
 
 
+def test_a_bucket_in_another_stack_gets_the_lifecycle_rules(shared: Synthesized) -> None:
+    data = shared.template_json("BackoriginData")
+    rules = one(data, "AWS::S3::Bucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {rule["Id"] for rule in rules} == {
+        "AbortIncompleteMultipartUploads",
+        "ExpireStaleCopyLeases",
+    }
+
+
+def test_a_bucket_in_another_stack_takes_no_statement_naming_the_distribution(
+    shared: Synthesized,
+) -> None:
+    # Such a statement would make the data stack depend on this one, which depends on it.
+    data = shared.template_json("BackoriginData")
+    (key,) = resources(data, "AWS::KMS::Key")
+    assert cloudfront_key_statements(data, key) == []
+    assert [s for s in bucket_policy_statements(data) if s.get("Principal") == CLOUDFRONT] == []
+    (warning,) = warnings(shared, IMPORTED_WARNING)
+    assert "bucket media-shared's policy must allow" in warning
+    assert "manage_bucket_policy" not in warning  # refused for an s3.Bucket
+    assert "kms:Decrypt" in warning
+    assert "lifecycle" not in warning
+
+
 def test_an_imported_bucket_gets_no_policy_by_default(adopted: Synthesized) -> None:
     assert not resources(adopted.template_json(), "AWS::S3::BucketPolicy")
 

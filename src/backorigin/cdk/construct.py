@@ -314,6 +314,22 @@ class BackToOriginConstruct(Construct):
             access_log_bucket,
             access_log_prefix or "backorigin/",
         )
+        bucket_region = self.bucket.env.region
+        # The bucket by its literal name and region. The distribution's origin always uses it:
+        # the bucket's (and its KMS key's) policy name the distribution, so the distribution
+        # must not depend on them (_protect_bucket writes those statements itself). Grants
+        # use it for a bucket of another stack, which a reference would make a dependency.
+        self._bucket_by_name = s3.Bucket.from_bucket_attributes(
+            self,
+            "OriginBucket",
+            bucket_name=bucket_name,
+            region=region if cdk.Token.is_unresolved(bucket_region) else bucket_region,
+        )
+        self._granted_bucket = (
+            self.bucket
+            if cdk.Stack.of(self.bucket).node.path == stack.node.path
+            else self._bucket_by_name
+        )
 
         self.dead_letter_queue = sqs.Queue(
             self,
@@ -497,7 +513,11 @@ class BackToOriginConstruct(Construct):
             else []
         )
         left: list[str] = []
-        if created or isinstance(bucket, s3.Bucket):
+        own_stack = cdk.Stack.of(self).node.path
+        # A statement naming this distribution, added to a bucket or key of another stack,
+        # would make that stack depend on this one, which already depends on it: a cycle.
+        bucket_here = created or cdk.Stack.of(bucket).node.path == own_stack
+        if isinstance(bucket, s3.Bucket) and bucket_here:
             for statement in self.bucket_policy_statements:
                 bucket.add_to_resource_policy(statement)
         elif manage_policy:
@@ -514,27 +534,30 @@ class BackToOriginConstruct(Construct):
                 ),
             )
         else:
+            alternative = (
+                "" if isinstance(bucket, s3.Bucket) else "; or pass manage_bucket_policy=True"
+            )
             left.append(
-                f"bucket {bucket.bucket_name}'s policy must allow cloudfront.amazonaws.com "
-                "s3:GetObject on "
-                f"arn:aws:s3:::{bucket.bucket_name}/{prefix}* and s3:ListBucket on the bucket, "
-                "with the condition AWS:SourceArn = this distribution's ARN, and deny it "
-                f"s3:GetObject on {prefix}{RESERVED_PREFIX}* (bucket_policy_statements has "
-                "them; or pass manage_bucket_policy=True)"
+                f"bucket {config.bucket.name}'s policy must allow cloudfront.amazonaws.com "
+                f"s3:GetObject on arn:aws:s3:::{config.bucket.name}/{prefix}* and "
+                "s3:ListBucket on the bucket, with the condition AWS:SourceArn = this "
+                "distribution's ARN, and deny it s3:GetObject on "
+                f"{prefix}{RESERVED_PREFIX}* (bucket_policy_statements has them{alternative})"
             )
         if isinstance(bucket, s3.Bucket) and not created:
             for rule in self._lifecycle_rule_props():
                 bucket.add_lifecycle_rule(**rule)
         elif not created:
             left.append(
-                f"bucket {bucket.bucket_name}'s lifecycle rules must abort incomplete "
+                f"bucket {config.bucket.name}'s lifecycle rules must abort incomplete "
                 f"multipart uploads and expire objects under '{prefix}{RESERVED_PREFIX}leases/' "
                 f"after {STALE_AFTER_DAYS} days (lifecycle_rules has both; CDK cannot add "
                 "lifecycle rules to an imported bucket)"
             )
         if key is not None:
+            key_here = cdk.Stack.of(key).node.path == own_stack
             for statement in self.key_policy_statements:
-                if not key.add_to_resource_policy(statement).statement_added:
+                if not (key_here and key.add_to_resource_policy(statement).statement_added):
                     left.append(
                         f"the policy of KMS key {key.key_arn} must allow "
                         "cloudfront.amazonaws.com kms:Decrypt with the condition "
@@ -548,10 +571,10 @@ class BackToOriginConstruct(Construct):
         if left:
             cdk.Annotations.of(self).add_warning_v2(
                 "backorigin:ImportedResourcesNeedSettings",
-                "the construct cannot change imported resources; their owner must set what "
-                "lets CloudFront read the bucket and protects copies in progress: "
-                + "; ".join(left)
-                + ".",
+                "the construct cannot change imported resources, nor add statements naming "
+                "its distribution to another stack's (that would be a cyclic reference); "
+                "their owner must set what lets CloudFront read the bucket and protects "
+                "copies in progress: " + "; ".join(left) + ".",
             )
 
     def _scratch_dir(self, role: str) -> Path:
@@ -617,8 +640,9 @@ class BackToOriginConstruct(Construct):
     def _grant_bucket(self, role: iam.Role) -> None:
         """Exactly what the copy engine does to the bucket, and no more."""
         prefix = self.config.bucket.prefix
-        objects = self.bucket.arn_for_objects(f"{prefix}*")
-        leases = self.bucket.arn_for_objects(f"{prefix}{RESERVED_PREFIX}*")
+        bucket = self._granted_bucket
+        objects = bucket.arn_for_objects(f"{prefix}*")
+        leases = bucket.arn_for_objects(f"{prefix}{RESERVED_PREFIX}*")
         self._wildcards += [
             (role, objects, "the fetcher writes objects whose keys are known only at run time"),
             (role, leases, "copy leases are named by a digest of the key they protect"),
@@ -647,7 +671,7 @@ class BackToOriginConstruct(Construct):
                 sid="ListBucket",
                 # ListBucket makes a missing key a 404 rather than a 403.
                 actions=["s3:ListBucket", "s3:ListBucketMultipartUploads"],
-                resources=[self.bucket.bucket_arn],
+                resources=[bucket.bucket_arn],
             )
         )
 
@@ -771,20 +795,8 @@ class BackToOriginConstruct(Construct):
     ) -> cloudfront.Distribution:
         config = self.config
         prefix = config.bucket.prefix.rstrip("/")
-        bucket_region = self.bucket.env.region
-        # The origin names the bucket by its literal name, not by the bucket resource: the
-        # bucket's (and its KMS key's) policy name this distribution, so the distribution
-        # must not depend on them. _protect_bucket writes those statements itself.
-        origin_bucket = s3.Bucket.from_bucket_attributes(
-            self,
-            "OriginBucket",
-            bucket_name=config.bucket.name,
-            region=cdk.Stack.of(self).region
-            if cdk.Token.is_unresolved(bucket_region)
-            else bucket_region,
-        )
         primary = origins.S3BucketOrigin.with_origin_access_control(
-            origin_bucket,
+            self._bucket_by_name,
             # LIST lets S3 answer 404 for a missing key (instead of 403), so a miss is cached
             # and failed over as what it is.
             origin_access_levels=[cloudfront.AccessLevel.READ, cloudfront.AccessLevel.LIST],
@@ -1032,6 +1044,8 @@ def _nag_text(value: object) -> str:
             return f"<{'.'.join(argument)}>"
         if kind == "Ref":
             return f"<{argument}>"
+        if kind == "Fn::ImportValue":  # a bucket of another stack of the app
+            return _nag_text(argument)
     return str(value)
 
 
