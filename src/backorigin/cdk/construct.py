@@ -101,8 +101,9 @@ class BackToOriginConstruct(Construct):
     bucket first and fails over to the legacy origin, both through Origin Shield; the
     Lambda@Edge function (origin-request and origin-response) that routes, signs and enqueues;
     the SQS copy queue with its dead-letter queue; the fetcher Lambda that copies objects into
-    the bucket; and alarms on the dead-letter queue and fetcher errors. Both Lambda bundles
-    are built at synth time, without Docker, with the validated config baked in.
+    the bucket; alarms on the dead-letter queue and fetcher errors; and a response headers
+    policy that keeps copies' provenance metadata from viewers. Both Lambda bundles are built
+    at synth time, without Docker, with the validated config baked in.
 
     The stack must have an explicit region (``env=Environment(region=...)``): Lambda@Edge is
     deployed to us-east-1 (``cloudfront.experimental.EdgeFunction`` adds a support stack there
@@ -115,12 +116,15 @@ class BackToOriginConstruct(Construct):
         bucket: An existing bucket to copy into. Default: a new bucket, named
             ``config.bucket.name`` (or a generated name when the stack's account is known).
             Its name must be known at synth time (``s3.Bucket.from_bucket_name``) unless it
-            equals ``config.bucket.name``. A ``s3.Bucket`` of the same app gets everything
-            a created bucket gets: the lifecycle rules for stale uploads and copy leases and
-            the bucket policy statements. An imported bucket cannot take lifecycle rules,
-            nor (unless ``manage_bucket_policy``) policy statements; the construct then
-            warns, naming what its owner must set (see ``bucket_policy_statements``).
-            Exclusive with ``removal_policy``.
+            equals ``config.bucket.name``. An ``s3.Bucket`` of the same stack gets what a
+            created bucket gets: the lifecycle rules for stale uploads and copy leases, and
+            the bucket policy statements. One of another stack gets the lifecycle rules
+            only: a statement naming this distribution there would be a cyclic reference.
+            An imported bucket cannot take lifecycle rules, nor (unless
+            ``manage_bucket_policy``) policy statements. What is left is named in a warning
+            (``backorigin:ImportedResourcesNeedSettings``) for the owner to set; see
+            ``bucket_policy_statements`` and ``lifecycle_rules``. Exclusive with
+            ``removal_policy``.
         manage_bucket_policy: With an imported ``bucket``: create its bucket policy, holding
             the construct's statements and a deny of plain-HTTP requests. That policy
             *replaces* any policy the bucket has, and deleting the stack deletes it: use it
@@ -185,7 +189,9 @@ class BackToOriginConstruct(Construct):
 
     Raises:
         ConstructConfigError: Props that cannot go together, an unsupported Origin Shield
-            region, a stack without a region, or a config that cannot work when deployed.
+            region, a stack without a region, or a config that cannot work when deployed
+            (among them what ``backorigin.config.deployability_problems`` finds: settings
+            CloudFront would refuse with a 502 at run time, listed by field path).
         ConfigError: The config file is invalid.
 
     Attributes:
