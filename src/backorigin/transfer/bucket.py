@@ -252,10 +252,10 @@ class Bucket:
         return True
 
     def list_objects(self, prefix: str) -> Iterator[ListedObject]:
-        """Every object under ``prefix``, page by page, in the order S3 lists them.
+        """Every object under ``prefix``, page by page, in the order the server lists them.
 
-        General purpose buckets list keys in UTF-8 binary order, which is the order of
-        Python's ``str`` comparison; callers that rely on it check it as they go.
+        Amazon S3 general purpose buckets list keys in UTF-8 binary order (Python's ``str``
+        order); S3-compatible servers may not, so callers that need an order sort.
         """
         paginator = self.client.get_paginator("list_objects_v2")
         with _call("ListObjectsV2"):
