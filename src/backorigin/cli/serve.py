@@ -59,7 +59,9 @@ def serve(
 
     GET and HEAD go to the bucket first; on a miss the edge function routes and signs the
     request to the legacy origin, the viewer gets the origin's response, and a fetcher thread
-    copies the object into the bucket so the next request is served from it. Ctrl-C stops.
+    copies the object into the bucket so the next request is served from it. Ctrl-C stops and
+    prints what was served and copied; GET /.backorigin/status shows the same counts as JSON
+    while it runs (this server only: the deployed distribution has no such endpoint).
     """
     from backorigin.local import LocalCloudFront
     from backorigin.testing.servers import SeaweedFS
@@ -105,6 +107,7 @@ def serve(
             err=True,
         )
         server.run()
+        click.echo(server.stats().summary(), err=True)
     finally:
         if embedded is not None:
             embedded.stop()

@@ -4,6 +4,7 @@ The edge handler sends to it through the one SQS call it uses (``send_message``)
 threads hand each message to the fetcher handler as an SQS-shaped event, exactly as the SQS
 event source mapping would, and honour its partial batch response: a reported message comes
 back after a visibility timeout, and after ``max_receives`` attempts it is dead-lettered.
+:meth:`LocalQueue.stats` reports its depth and dead letters, as SQS's queue attributes would.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from backorigin.local.counters import QueueStats
 
 log = logging.getLogger("backorigin.local")
 
@@ -56,7 +59,10 @@ class LocalQueue:
         self._visibility = visibility_timeout
         self._max_receives = max_receives
         self._stop = threading.Event()
+        # Guarded by _idle: read by the server's status endpoint while workers change them.
         self._pending = 0
+        self._in_flight = 0
+        self._enqueued = 0
         self._idle = threading.Condition()
         self._counter = itertools.count()
         self.dead_letters: list[str] = []
@@ -74,6 +80,7 @@ class LocalQueue:
         message = _Message(time.monotonic(), MessageBody)
         with self._idle:
             self._pending += 1
+            self._enqueued += 1
         self._queue.put(message)
         return {"MessageId": message.message_id}
 
@@ -92,12 +99,17 @@ class LocalQueue:
                 continue
             message.receives += 1
             event = {"Records": [self._record(message)]}
+            with self._idle:
+                self._in_flight += 1
             try:
                 response = self._handler(event, None)
                 failed = bool(response.get("batchItemFailures"))
             except Exception:
                 log.exception("the fetcher failed on %s", message.body)
                 failed = True
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
             if failed and message.receives < self._max_receives:
                 message.visible_at = time.monotonic() + self._visibility
                 self._queue.put(message)
@@ -106,8 +118,9 @@ class LocalQueue:
                 log.error(
                     "copy job dead-lettered after %d attempts: %s", message.receives, message.body
                 )
-                self.dead_letters.append(message.body)
             with self._idle:
+                if failed:
+                    self.dead_letters.append(message.body)
                 self._pending -= 1
                 self._idle.notify_all()
 
@@ -129,6 +142,16 @@ class LocalQueue:
             "eventSourceARN": "arn:aws:sqs:local:000000000000:backorigin-copy",
             "awsRegion": "local",
         }
+
+    def stats(self) -> QueueStats:
+        """The queue's depth, jobs in flight, jobs accepted so far and dead letters."""
+        with self._idle:
+            return QueueStats(
+                depth=self._pending,
+                in_flight=self._in_flight,
+                enqueued=self._enqueued,
+                dead_letters=len(self.dead_letters),
+            )
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job is finished or dead-lettered; False on timeout."""

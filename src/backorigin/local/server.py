@@ -14,11 +14,16 @@ CloudFront puts there, and the request that reaches the origin also carries ``X-
 a function result CloudFront would refuse (a read-only or disallowed header, an IP-literal
 origin, a bad port, a generated response over the size limit, ...) is answered with a 502 and
 a log line naming the rule; viewers do not see the copy's provenance metadata.
+
+It counts what it serves (:mod:`backorigin.local.counters`): :meth:`LocalCloudFront.stats`
+returns the counts, and ``GET /.backorigin/status`` (under the reserved key prefix, so no
+viewer key can collide with it) answers them as JSON. That endpoint exists only here: on the
+deployed distribution the edge refuses the path like any reserved key.
 """
 
 from __future__ import annotations
 
-__all__ = ["LocalCloudFront"]
+__all__ = ["STATUS_PATH", "LocalCloudFront"]
 
 import asyncio
 import base64
@@ -45,7 +50,7 @@ from backorigin.config.units import format_size
 from backorigin.errors import InvalidKey
 from backorigin.handlers.edge import make_edge_handler
 from backorigin.handlers.fetcher import make_fetcher_handler
-from backorigin.keys import bucket_key, decode_uri
+from backorigin.keys import RESERVED_PREFIX, bucket_key, decode_uri
 from backorigin.local.cloudfront import (
     add_origin_request_headers,
     check_origin_request,
@@ -53,6 +58,7 @@ from backorigin.local.cloudfront import (
     is_disallowed,
     is_ip_literal,
 )
+from backorigin.local.counters import ServeCounters, ServeStats, Source
 from backorigin.local.queue import LocalQueue
 from backorigin.transfer import CopyResult
 from backorigin.transfer.bucket import make_s3_client
@@ -83,6 +89,8 @@ _PASSED_ON = ("range", "if-none-match", "if-modified-since", "if-match", "if-unm
 _BODILESS = frozenset({204, 304})  # statuses whose responses carry no body (RFC 9110)
 _CHUNK = 256 * 1024
 _SHARE_LIMIT = 64 * 1024 * 1024  # a collapsed response larger than this is not shared
+STATUS_PATH = "/" + RESERVED_PREFIX + "status"
+"""The local server's status endpoint: a reserved key, so never a viewer's object."""
 
 
 class _DiscardMetrics(Metrics):
@@ -202,6 +210,7 @@ class LocalCloudFront:
         self.strict_origins = strict_origins
         self.expose_provenance = expose_provenance
         secrets = secrets if secrets is not None else SecretResolver()
+        self.counters = ServeCounters()  # before the fetcher threads that update it start
         fetcher = make_fetcher_handler(
             config,
             s3_client=self.s3,
@@ -234,6 +243,8 @@ class LocalCloudFront:
     def app(self) -> web.Application:
         """The aiohttp application (for ``web.run_app`` or tests)."""
         app = web.Application()
+        # Added before the catch-all so that it wins; GET and HEAD only.
+        app.router.add_get(STATUS_PATH, self._status)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
@@ -295,6 +306,13 @@ class LocalCloudFront:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop = self._thread = None
+
+    def stats(self) -> ServeStats:
+        """What the server has served and copied so far, and its copy queue's state."""
+        return self.counters.snapshot(self.queue.stats())
+
+    async def _status(self, _: web.Request) -> web.Response:
+        return web.json_response(self.stats().as_dict(), headers={"Cache-Control": "no-store"})
 
     def __enter__(self) -> LocalCloudFront:
         return self.start()
@@ -430,6 +448,7 @@ class LocalCloudFront:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         if request.method not in ("GET", "HEAD"):
+            self.counters.served("edge", 405, 0)
             return web.Response(status=405, headers={"Allow": "GET, HEAD"})
         uri = request.rel_url.raw_path
         if uri == "/":  # the distribution's default root object (only for the root itself)
@@ -486,13 +505,16 @@ class LocalCloudFront:
             assert rejected is not None
             if body is not None:
                 body.close()
-            self._log_request(request, "s3", rejected.status, 0, started)
+            # Counted as the edge's: the viewer gets none of the bucket's response.
+            self._log_request(request, "edge", rejected.status, 0, started)
             return rejected
         if "body" in final:  # the function replaced the body
             if body is not None:
                 body.close()
             response = self._generated(final)
-            self._log_request(request, "s3", response.status, response.content_length or 0, started)
+            self._log_request(
+                request, "edge", response.status, response.content_length or 0, started
+            )
             return response
         status = int(final["status"])
         streamed = web.StreamResponse(
@@ -659,7 +681,7 @@ class LocalCloudFront:
         except (aiohttp.ClientError, TimeoutError) as exc:
             flight.shareable = False
             log.warning("origin unreachable for %s: %s", request.rel_url, exc)
-            self._log_request(request, "origin", 502, 0, started)
+            self._log_request(request, "edge", 502, 0, started)
             return web.Response(status=502, text="origin unreachable\n")
         async with upstream:
             # Disallowed headers are never shown to a function (nor passed on to viewers).
@@ -678,7 +700,7 @@ class LocalCloudFront:
                 response = rejected if final is None else self._generated(final)
                 assert response is not None
                 self._log_request(
-                    request, "origin", response.status, response.content_length or 0, started
+                    request, "edge", response.status, response.content_length or 0, started
                 )
                 return response
             flight.status = int(final["status"])
@@ -729,13 +751,14 @@ class LocalCloudFront:
     def _log_request(
         self,
         request: web.Request,
-        source: str,
+        source: Source,
         status: int,
         size: int,
         started: float,
         *,
         shared: bool = False,
     ) -> None:
+        self.counters.served(source, status, size, collapsed=shared)
         ms = (time.monotonic() - started) * 1000
         note = " (collapsed)" if shared else ""
         log.info(
@@ -751,6 +774,7 @@ class LocalCloudFront:
 
     def _log_copy(self, result: CopyResult) -> None:
         self.copies.append(result)
+        self.counters.copied(result)
         rate = result.bytes / result.seconds / 1e6 if result.bytes and result.seconds else 0.0
         reason = f" ({result.reason})" if result.reason and not result.outcome.ok else ""
         log.info(
