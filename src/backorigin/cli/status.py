@@ -6,7 +6,6 @@ __all__ = ["status"]
 
 import json
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -141,22 +140,35 @@ def run_status(
     from backorigin.prewarm import Survey
 
     survey = Survey(config, prefix=prefix, keys=keys, concurrency=concurrency)
-    with live_counts(err, survey.report, enabled=live and err.is_terminal) as on_entry:
-        return survey.run(on_entry)
+    walk = survey.walk
+    with live_counts(
+        err,
+        survey.report,
+        enabled=live and err.is_terminal,
+        listed=(lambda: walk.listed) if walk is not None else None,
+    ):
+        return survey.run()
 
 
 @contextmanager
 def live_counts(
-    err: Console, report: StatusReport, *, enabled: bool, title: str = "status"
+    err: Console,
+    report: StatusReport,
+    *,
+    enabled: bool,
+    title: str = "status",
+    listed: Callable[[], int] | None = None,
 ) -> Iterator[Callable[[Entry], None] | None]:
-    """A live line of counts per class while the walk runs (nothing when disabled)."""
+    """A live line of counts per class, redrawn four times a second while the walk runs.
+
+    ``listed`` reads how many objects the origins have listed so far: the listings are
+    sorted before the comparison starts, so that number is what moves first.
+    """
     if not enabled:
         yield None
         return
     from rich.live import Live
     from rich.text import Text
-
-    lock = threading.Lock()
 
     def render() -> Text:
         counts = "  ".join(
@@ -164,15 +176,11 @@ def live_counts(
             for state, label in _states().items()
             if report.objects[state] or state.value in ("migrated", "missing", "stale")
         )
-        return Text(f"{title}: {counts}  (bucket listed {report.bucket_listed})")
+        origins = f"origins listed {listed()}, " if listed is not None else ""
+        return Text(f"{title}: {counts}  ({origins}bucket listed {report.bucket_listed})")
 
-    with Live(render(), console=err, refresh_per_second=4, transient=True) as live:
-
-        def on_entry(entry: Entry) -> None:
-            with lock:
-                live.update(render())
-
-        yield on_entry
+    with Live(console=err, refresh_per_second=4, transient=True, get_renderable=render):
+        yield None  # the display reads the live counters itself
 
 
 def _states() -> dict[Any, str]:
