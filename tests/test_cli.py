@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,12 @@ def test_committed_schema_is_current() -> None:
 def test_committed_config_reference_is_current() -> None:
     committed = (ROOT / "docs" / "CONFIG.md").read_text()
     assert committed == run("schema", "--format", "markdown").stdout, "run `make schema`"
+    # The file names the make target that writes it, and that target exists and writes it.
+    target = re.search(r"by `make (\w+)`", committed)
+    assert target is not None
+    makefile = (ROOT / "Makefile").read_text()
+    rule = makefile.split(f"\n{target.group(1)}:", 1)[1].split("\n\n", 1)[0]
+    assert "docs/CONFIG.md" in rule
 
 
 def test_schema_validates_the_examples() -> None:

@@ -377,3 +377,66 @@ def test_a_copy_only_mode_is_fine_for_a_fallback_origin() -> None:
     )
     assert config.origin("gcs").edge_problem() is not None
     assert config.origin("web").edge_problem() is None
+
+
+# --- shared origin settings -------------------------------------------------------------------
+
+
+SHARED_SETTINGS = ("connect_timeout", "read_timeout", "retries", "backoff")
+
+
+def test_every_origin_type_has_the_shared_settings_with_its_own_defaults() -> None:
+    from backorigin.config import origin_types
+    from backorigin.config.origins import OriginConfig
+
+    base = OriginConfig.model_fields
+    for name, model in origin_types().items():
+        for setting in SHARED_SETTINGS:
+            field = model.model_fields[setting]
+            assert field.description == base[setting].description, (name, setting)
+            assert field.metadata == base[setting].metadata, (name, setting)
+    config = load_config(BASE)
+    gcs, http = config.origins
+    assert (gcs.read_timeout, gcs.retries, gcs.backoff) == (60.0, 6, 1.0)
+    assert (http.read_timeout, http.retries, http.backoff) == (30.0, 4, 0.5)
+
+
+def test_shared_settings_are_set_by_the_same_names_on_every_type() -> None:
+    config = load_config(
+        BASE.replace(
+            "    auth: {mode: anonymous}\n",
+            "    auth: {mode: anonymous}\n    retries: 2\n    backoff: 250ms\n"
+            "    connect_timeout: 3s\n    read_timeout: 1m\n",
+        )
+    )
+    gcs = config.origins[0]
+    assert (gcs.retries, gcs.backoff, gcs.connect_timeout, gcs.read_timeout) == (
+        2,
+        0.25,
+        3.0,
+        60.0,
+    )
+    issues = issues_of(BASE.replace("auth: {mode: none}", "auth: {mode: none}\n    retries: 21"))
+    assert "less than or equal to 20" in issue_at(issues, "origins[1].retries").message
+
+
+def test_retry_timeout_is_a_deprecated_name_of_retries() -> None:
+    text = BASE.replace("auth: {mode: anonymous}", "auth: {mode: anonymous}\n    retry_timeout: 1m")
+    with pytest.warns(FutureWarning, match=r"retry_timeout is deprecated.*retries: 5"):
+        config = load_config(text)
+    assert config.origins[0].retries == 5  # 1+2+4+8+16 s of backoff fit in a minute
+    with pytest.warns(FutureWarning):
+        off = load_config(text.replace("retry_timeout: 1m", "retry_timeout: 0"))
+    assert off.origins[0].retries == 0
+    both = text.replace("retry_timeout: 1m", "retry_timeout: 1m\n    retries: 3")
+    issues = issues_of(both)
+    assert "set only retries" in issue_at(issues, "origins[0]").message
+
+
+def test_an_s3_origin_refuses_a_backoff_botocore_cannot_apply() -> None:
+    text = BASE + "  - {name: s3old, type: s3, bucket: old-s3, region: eu-west-1, backoff: 2s}\n"
+    issue = issue_at(issues_of(text), "origins[2].backoff")
+    assert "botocore" in issue.message
+    # The default survives a dump and a reload (what bundling and overrides do).
+    ok = load_config(text.replace(", backoff: 2s", ""))
+    assert load_config(ok.model_dump(by_alias=True)) == ok

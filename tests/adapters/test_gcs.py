@@ -430,7 +430,7 @@ def make_adapter(
             "auth": AUTH[mode],
             "connect_timeout": 2,
             "read_timeout": 10,
-            "retry_timeout": 2,
+            "retries": 3,
             "backoff": 0.05,
             **fields,
         }
@@ -1109,7 +1109,7 @@ def test_statuses_map_to_the_taxonomy(
     status_server: StatusServer,
 ) -> None:
     status_server.set(status)
-    adapter = make_adapter(mode, endpoint_url=status_server.url, retry_timeout=0)
+    adapter = make_adapter(mode, endpoint_url=status_server.url, retries=0)
     with pytest.raises(error) as caught:
         adapter.head("k")
     assert type(caught.value) is error
@@ -1123,7 +1123,7 @@ def test_transient_failures_are_retried_by_the_sdk_then_reported(
 ) -> None:
     # Retried: with time to spare, the SDK asks again, and again, until the answer changes.
     status_server.set(status, {"Retry-After": "7"})
-    patient = make_adapter(mode, endpoint_url=status_server.url, retry_timeout=120)
+    patient = make_adapter(mode, endpoint_url=status_server.url, retries=20)
     with ThreadPoolExecutor(1) as pool:
         head = pool.submit(patient.head, "k")
         deadline = time.monotonic() + 60
@@ -1135,18 +1135,20 @@ def test_transient_failures_are_retried_by_the_sdk_then_reported(
             head.result(timeout=60)
     assert retried
 
-    # Reported: once the retry time has run out, the last answer is, with its Retry-After.
+    # Reported: once the retries are used up, the last answer is, with its Retry-After.
     status_server.set(status, {"Retry-After": "7"})
-    adapter = make_adapter(mode, endpoint_url=status_server.url, retry_timeout=0.01)
+    before = status_server.count
+    adapter = make_adapter(mode, endpoint_url=status_server.url, retries=1)
     with pytest.raises(TransientOriginError) as caught:
         adapter.head("k")
     assert caught.value.retry_after == 7
+    assert status_server.count - before == 2  # the request and its one retry
 
     status_server.set(status)
-    once = make_adapter(mode, endpoint_url=status_server.url, retry_timeout=0)
+    once = make_adapter(mode, endpoint_url=status_server.url, retries=0)
     with pytest.raises(TransientOriginError):
         once.read("k")
-    assert status_server.count == 1  # retry_timeout: 0 turns retries off
+    assert status_server.count == 1  # retries: 0 turns retries off
 
 
 @pytest.mark.parametrize("mode", ["anonymous", "hmac"])
@@ -1154,7 +1156,7 @@ def test_an_unreachable_origin_is_transient(mode: str, make_adapter: MakeAdapter
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    adapter = make_adapter(mode, endpoint_url=f"http://127.0.0.1:{port}", retry_timeout=0)
+    adapter = make_adapter(mode, endpoint_url=f"http://127.0.0.1:{port}", retries=0)
     with pytest.raises(TransientOriginError, match="connection failed"):
         adapter.head("k")
 

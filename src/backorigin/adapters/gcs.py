@@ -18,7 +18,7 @@ is never decoded) in ranged requests of ``chunk_size`` bytes, so memory stays bo
 
 Retries happen only inside the SDK's own machinery: google-cloud-storage's
 ``DEFAULT_RETRY`` (a :class:`google.api_core.retry.Retry`), configured from the origin's
-``retry_timeout`` and ``backoff``, wraps every JSON call and every XML request.
+``retries`` and ``backoff``, wraps every JSON call and every XML request.
 SDK and transport exceptions are translated into :mod:`backorigin.errors` by
 :func:`_origin_error`, and nowhere else.
 
@@ -536,7 +536,7 @@ class _JsonApi:
         client: Any,
         bucket: str,
         *,
-        retry: Any,
+        retry: Callable[[], Any] | None,
         timeout: tuple[float, float],
         chunk_size: int,
         page_size: int,
@@ -550,12 +550,16 @@ class _JsonApi:
         self._page_size = page_size
         self._before_call = before_call
 
+    def _new_retry(self) -> Any:
+        """A fresh Retry for one call (each counts its own retries), or None: no retries."""
+        return self._retry() if self._retry is not None else None
+
     def stat(self, name: str, pin: str | None) -> ObjectInfo:
         blob = self._bucket.blob(name)
         self._before_call()
         blob.reload(
             if_generation_match=int(pin) if pin is not None else None,
-            retry=self._retry,
+            retry=self._new_retry(),
             timeout=self._timeout,
         )
         return _info_from_blob(name, blob)
@@ -577,7 +581,7 @@ class _JsonApi:
                 raw_download=True,  # never decompress: bytes are copied as stored
                 if_generation_match=int(generation),
                 checksum=None,  # ranged: the SDK could not check it; the copy engine does
-                retry=self._retry,
+                retry=self._new_retry(),
                 timeout=self._timeout,
             )
             # The SDK records the generation the server says it served; a server that
@@ -598,7 +602,7 @@ class _JsonApi:
             self._bucket,
             prefix=prefix or None,
             page_size=self._page_size,
-            retry=self._retry,
+            retry=self._new_retry(),
             timeout=self._timeout,
         )
         for blob in blobs:
@@ -616,7 +620,7 @@ class _XmlApi:
         spec: OriginSpec,
         signer: Callable[[], V4Signer],
         *,
-        retry: Any,
+        retry: Callable[[], Any] | None,
         timeout: tuple[float, float],
         chunk_size: int,
         page_size: int,
@@ -666,7 +670,7 @@ class _XmlApi:
                 response.status, f"{method} {path}: HTTP {response.status}", response=response
             )
 
-        return self._retry(attempt)() if self._retry is not None else attempt()
+        return self._retry()(attempt)() if self._retry is not None else attempt()
 
     def _object_path(self, name: str) -> str:
         return self._bucket_path + "/" + quote(name, safe="/")
@@ -938,15 +942,36 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
     def _timeout(self) -> tuple[float, float]:
         return (float(self.config.connect_timeout), float(self.config.read_timeout))
 
-    def _retry(self) -> Any:
-        """google-cloud-storage's DEFAULT_RETRY (429, 5xx, timeouts, resets), configured."""
-        if self.config.retry_timeout <= 0:
+    def _retry(self) -> Callable[[], Any] | None:
+        """A maker of google-cloud-storage's DEFAULT_RETRY (429, 5xx, timeouts, resets), configured.
+
+        The SDK's Retry bounds retrying by time only; ``retries`` is a count, so each call
+        gets its own Retry whose predicate allows that many retries and then lets the last
+        error through as it is.
+        """
+        retries = self.config.retries
+        if retries <= 0:
             return None
-        retry = require("google.cloud.storage.retry", "gcs")
+        module = require("google.cloud.storage.retry", "gcs")
         backoff = float(self.config.backoff)
-        return retry.DEFAULT_RETRY.with_timeout(float(self.config.retry_timeout)).with_delay(
+        base = module.DEFAULT_RETRY.with_timeout(None).with_delay(
             initial=backoff, maximum=max(backoff, 32.0), multiplier=2.0
         )
+        retryable: Callable[[Exception], bool] = base._predicate
+
+        def make() -> Any:
+            left = retries
+
+            def predicate(exc: Exception) -> bool:
+                nonlocal left
+                if not retryable(exc) or left <= 0:
+                    return False
+                left -= 1
+                return True
+
+            return base.with_predicate(predicate)
+
+        return make
 
     def _data(self) -> _JsonApi | _XmlApi:
         with self._lock:

@@ -22,6 +22,7 @@ from backorigin.config.origins import (
     OriginConfig,
     S3Origin,
     Strict,
+    origin_setting,
 )
 from backorigin.config.secrets import SecretRef, SecretResolver, SecretSource, SecretUnavailable
 from backorigin.config.units import ByteSize, Duration, format_size, parse_duration, parse_size
@@ -51,6 +52,7 @@ __all__ = [
     "dump_json_schema",
     "format_size",
     "load_config",
+    "origin_setting",
     "origin_types",
     "parse_duration",
     "parse_size",

@@ -31,16 +31,18 @@ __all__ = [
     "S3Origin",
     "S3SigningAuth",
     "Strict",
+    "origin_setting",
 ]
 
 import re
-from typing import Annotated, Literal
+import warnings
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backorigin.config.secrets import SecretRef
-from backorigin.config.units import Duration
+from backorigin.config.units import Duration, parse_duration
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -100,12 +102,59 @@ HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 """An absolute ``http``/``https`` URL."""
 
 
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "connect_timeout": {"gt": 0, "description": "TCP connect timeout."},
+    "read_timeout": {
+        "gt": 0,
+        "description": "Longest wait for the next bytes of a response.",
+    },
+    "retries": {
+        "ge": 0,
+        "le": 20,
+        "description": "Retries of a request that failed with 429, 5xx, a timeout or a reset "
+        "(0 turns retries off).",
+    },
+    "backoff": {
+        "ge": 0,
+        "description": "Wait before the first retry; each later wait is about twice the one "
+        "before, with jitter.",
+    },
+}
+
+
+def origin_setting(name: str, default: float) -> Any:
+    """The field of a shared origin setting, with an origin type's own default.
+
+    The settings every origin has (``connect_timeout``, ``read_timeout``, ``retries``,
+    ``backoff``) are declared on :class:`OriginConfig`; an origin type whose SDK wants
+    another default redeclares the field with this, so the name, bounds and description
+    stay the same everywhere::
+
+        class MyOrigin(OriginConfig):
+            type: Literal["mine"]
+            read_timeout: Duration = origin_setting("read_timeout", 120.0)
+
+    Args:
+        name: One of ``connect_timeout``, ``read_timeout``, ``retries``, ``backoff``.
+        default: The origin type's default.
+    """
+    return Field(default=default, **_SETTINGS[name])
+
+
 class OriginConfig(Strict):
-    """Fields every origin has. Subclasses add ``type: Literal[...]`` and their own fields."""
+    """Fields every origin has. Subclasses add ``type: Literal[...]`` and their own fields.
+
+    The connection settings (timeouts, retries, backoff) are shared: every adapter reads
+    these names, and an origin type changes only their defaults (see :func:`origin_setting`).
+    """
 
     name: str = Field(description="Unique name of the origin, used by routes.")
     type: str = Field(description="Origin type; selects the adapter.")
     prefix: KeyPrefix = Field(default="", description="Prepended to the key at the origin.")
+    connect_timeout: Duration = origin_setting("connect_timeout", 5.0)
+    read_timeout: Duration = origin_setting("read_timeout", 30.0)
+    retries: int = origin_setting("retries", 4)
+    backoff: Duration = origin_setting("backoff", 1.0)
 
     def edge_problem(self) -> str | None:
         """Why CloudFront cannot be sent to this origin by the edge function, or None.
@@ -208,16 +257,7 @@ class HttpOrigin(OriginConfig):
     type: Literal["http"]
     base_url: HttpUrl = Field(description="Objects are read from base_url + prefix + key.")
     auth: HttpAuth = Field(default_factory=HttpNoAuth)
-    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
-    read_timeout: Duration = Field(
-        default=30.0, gt=0, description="Longest wait for the next bytes of a response."
-    )
-    retries: int = Field(
-        default=4, ge=0, le=20, description="Retries on 5xx, 429, timeouts and resets."
-    )
-    backoff: Duration = Field(
-        default=0.5, ge=0, description="Base of the exponential backoff between retries."
-    )
+    backoff: Duration = origin_setting("backoff", 0.5)
     max_redirects: int = Field(default=5, ge=0, le=20)
     redirect_hosts: list[str] = Field(
         default_factory=list,
@@ -253,6 +293,16 @@ class HttpOrigin(OriginConfig):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9-]+", value):
             raise ValueError("must be the start of a header name, e.g. 'x-amz-meta-'")
         return value.lower() if value is not None else None
+
+
+def _retries_within(budget: float, backoff: float) -> int:
+    """How many retries, waiting ``backoff`` doubling up to 32 s, fit in ``budget`` seconds."""
+    retries, waited, delay = 0, 0.0, max(backoff, 0.001)
+    while retries < 20 and waited + delay <= budget:
+        waited += delay
+        retries += 1
+        delay = min(delay * 2, 32.0)
+    return retries
 
 
 # --- Google Cloud Storage -----------------------------------------------------------------------
@@ -324,19 +374,30 @@ class GcsOrigin(OriginConfig):
         default=None, description="Emulator or private endpoint instead of storage.googleapis.com."
     )
     project: str | None = None
-    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
-    read_timeout: Duration = Field(
-        default=60.0, gt=0, description="Longest wait for the next bytes of a response."
-    )
-    retry_timeout: Duration = Field(
-        default=120.0,
-        ge=0,
-        description="How long the SDK keeps retrying a request that failed with 429, 5xx, a "
-        "timeout or a reset (0 turns retries off).",
-    )
-    backoff: Duration = Field(
-        default=1.0, gt=0, description="First delay of the SDK's exponential backoff."
-    )
+    read_timeout: Duration = origin_setting("read_timeout", 60.0)
+    retries: int = origin_setting("retries", 6)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retry_timeout_is_retries(cls, data: Any) -> Any:
+        """Read the deprecated ``retry_timeout`` (a time budget) as ``retries`` (a count)."""
+        if not isinstance(data, dict) or "retry_timeout" not in data:
+            return data
+        data = dict(data)
+        budget = parse_duration(data.pop("retry_timeout"))
+        if "retries" in data:
+            raise ValueError("retry_timeout is the deprecated name of retries; set only retries")
+        backoff = parse_duration(data.get("backoff", 1.0))
+        retries = _retries_within(budget, backoff)
+        warnings.warn(
+            f"origin {data.get('name', '?')!r}: retry_timeout is deprecated and will be removed "
+            f"in the next release; write retries: {retries} (the number of retries that fit "
+            f"in {budget:g}s of backoff) instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+        data["retries"] = retries
+        return data
 
     def cloudfront_urls(self) -> dict[str, str]:
         return {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
@@ -415,23 +476,6 @@ class AzureOrigin(OriginConfig):
         description="Container name (lower-case letters, digits, single hyphens; or $web/$root).",
     )
     auth: AzureAuth = Field(default_factory=AzureAnonymousAuth)
-    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
-    read_timeout: Duration = Field(
-        default=30.0, gt=0, description="Longest wait for the next bytes of a response."
-    )
-    retries: int = Field(
-        default=4,
-        ge=0,
-        le=20,
-        description="Retries (by the SDK's ExponentialRetry) on 5xx, 408, timeouts and resets.",
-    )
-    backoff: Duration = Field(
-        default=1.0,
-        ge=0,
-        description=(
-            "Initial wait before a retry; later retries add 2**n seconds (ExponentialRetry)."
-        ),
-    )
 
     def cloudfront_urls(self) -> dict[str, str]:
         return {"account_url": self.account_url}
@@ -553,16 +597,18 @@ class S3Origin(OriginConfig):
         ),
     )
     auth: S3Auth = Field(default_factory=S3DefaultAuth)
-    connect_timeout: Duration = Field(default=5.0, gt=0, description="TCP connect timeout.")
-    read_timeout: Duration = Field(
-        default=30.0, gt=0, description="Longest wait for the next bytes of a response."
-    )
-    retries: int = Field(
-        default=4,
-        ge=0,
-        le=20,
-        description="Retries (botocore standard mode) on throttling, 5xx, timeouts and resets.",
-    )
+
+    @field_validator("backoff")
+    @classmethod
+    def _botocore_backoff(cls, value: float) -> float:
+        # botocore's standard retry mode waits random(0, 1) * 2**attempt seconds (at most
+        # 20 s) and offers no setting for it: the default states that schedule.
+        if value != 1.0:
+            raise ValueError(
+                "cannot be changed for an s3 origin: botocore's standard retry mode waits its "
+                "own jittered delays of about 1 s doubling (retries sets how many)"
+            )
+        return value
 
     def cloudfront_urls(self) -> dict[str, str]:
         return {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}

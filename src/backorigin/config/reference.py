@@ -1,6 +1,6 @@
 """The configuration reference, rendered as Markdown from the JSON Schema.
 
-Generated rather than written, so it can never disagree with the models; ``make docs`` writes
+Generated rather than written, so it can never disagree with the models; ``make schema`` writes
 ``docs/CONFIG.md`` and a test checks that the committed file is current.
 """
 
@@ -84,7 +84,7 @@ def config_reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the JSON Schema (`backorigin schema`) by `make docs`; do not edit.",
+        "Generated from the JSON Schema (`backorigin schema`) by `make schema`; do not edit.",
         "Sizes accept `16MiB`-style units, durations `30s`-style ones; secrets are references",
         "(`{secret: {env: NAME}}`, `{secret: {file: PATH}}`,",
         "`{secret: {aws_secretsmanager: ARN_OR_NAME, key: FIELD}}`), never values.",
