@@ -7,7 +7,10 @@ refuse, a 503 for a failing function, a 405 for a method other than GET and HEAD
 threads count each copy attempt by its :class:`~backorigin.transfer.CopyOutcome`.
 
 Counters are updated from the server's event loop and from fetcher threads, so one lock guards
-them; an update is a dictionary lookup and a few integer additions under it, nothing else.
+them; an update is a dictionary lookup and a few integer additions under it, nothing else (the
+notification that wakes :meth:`ServeCounters.wait_served` costs nothing when no one waits). A
+response is counted once it has been sent, so a viewer may hold the whole body a moment before
+its request is counted: wait with :meth:`ServeCounters.wait_served` rather than assume.
 :meth:`ServeCounters.snapshot` returns an immutable :class:`ServeStats`, which the server shows
 at its status endpoint (:meth:`ServeStats.as_dict`) and the ``serve`` command prints when it
 stops (:meth:`ServeStats.summary`). The deployed distribution has neither: CloudFront's own
@@ -154,6 +157,8 @@ class ServeCounters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._total = 0
         self._started = time.monotonic()
         self._sources = {source: _Tally() for source in SOURCES}
         self._copies = dict.fromkeys(CopyOutcome, 0)
@@ -168,6 +173,13 @@ class ServeCounters:
             tally.statuses[status] = tally.statuses.get(status, 0) + 1
             if collapsed:
                 tally.collapsed += 1
+            self._total += 1
+            self._changed.notify_all()
+
+    def wait_served(self, count: int, timeout: float | None = None) -> bool:
+        """Wait until at least ``count`` viewer responses are counted; False on timeout."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self._total >= count, timeout)
 
     def copied(self, result: CopyResult) -> None:
         """Count one copy attempt."""

@@ -311,6 +311,14 @@ class LocalCloudFront:
         """What the server has served and copied so far, and its copy queue's state."""
         return self.counters.snapshot(self.queue.stats())
 
+    def wait_served(self, count: int, timeout: float | None = None) -> bool:
+        """Wait until ``count`` viewer responses in all have been counted; False on timeout.
+
+        A response is counted just after it is sent, so a viewer can have it a moment before
+        :meth:`stats` shows it.
+        """
+        return self.counters.wait_served(count, timeout)
+
     async def _status(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats().as_dict(), headers={"Cache-Control": "no-store"})
 
@@ -477,7 +485,9 @@ class LocalCloudFront:
         )
         if primary_request is None:
             assert rejected is not None
-            self._log_request(request, "edge", rejected.status, 0, started)
+            self._log_request(
+                request, "edge", rejected.status, rejected.content_length or 0, started
+            )
             return rejected
         if "status" in primary_request:  # generated at the edge: the bucket is not read
             response = self._generated(primary_request)
@@ -506,7 +516,9 @@ class LocalCloudFront:
             if body is not None:
                 body.close()
             # Counted as the edge's: the viewer gets none of the bucket's response.
-            self._log_request(request, "edge", rejected.status, 0, started)
+            self._log_request(
+                request, "edge", rejected.status, rejected.content_length or 0, started
+            )
             return rejected
         if "body" in final:  # the function replaced the body
             if body is not None:
@@ -681,8 +693,9 @@ class LocalCloudFront:
         except (aiohttp.ClientError, TimeoutError) as exc:
             flight.shareable = False
             log.warning("origin unreachable for %s: %s", request.rel_url, exc)
-            self._log_request(request, "edge", 502, 0, started)
-            return web.Response(status=502, text="origin unreachable\n")
+            response = web.Response(status=502, text="origin unreachable\n")
+            self._log_request(request, "edge", 502, response.content_length or 0, started)
+            return response
         async with upstream:
             # Disallowed headers are never shown to a function (nor passed on to viewers).
             cf_response: dict[str, Any] = {
@@ -758,6 +771,8 @@ class LocalCloudFront:
         *,
         shared: bool = False,
     ) -> None:
+        if request.method == "HEAD":  # a generated body's length, but nothing was sent
+            size = 0
         self.counters.served(source, status, size, collapsed=shared)
         ms = (time.monotonic() - started) * 1000
         note = " (collapsed)" if shared else ""
