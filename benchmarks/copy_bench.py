@@ -51,7 +51,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from backorigin.config.units import parse_size
-from backorigin.testing.servers import SeaweedFS
+from backorigin.local.embedded_s3 import EmbeddedS3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -281,7 +281,7 @@ class OriginProcess:
 class Bench:
     """The servers, the source object and the variants' command lines."""
 
-    def __init__(self, workdir: Path, seaweedfs: SeaweedFS, args: argparse.Namespace) -> None:
+    def __init__(self, workdir: Path, seaweedfs: EmbeddedS3, args: argparse.Namespace) -> None:
         self.workdir = workdir
         self.seaweedfs = seaweedfs
         self.timeout: float = args.timeout
@@ -443,7 +443,7 @@ class Bench:
         if key is not None:
             run.verified = self.verify(case, prefix, key)
         self.clean(prefix)
-        # Reclaim the deleted bytes now: SeaweedFS's 1 GiB volumes would otherwise fill up and
+        # Reclaim the deleted bytes now: EmbeddedS3's 1 GiB volumes would otherwise fill up and
         # later runs would pay for growing new ones (or for a vacuum running alongside).
         self.vacuum()
         return run
@@ -801,7 +801,7 @@ def measure(args: argparse.Namespace, cases: list[Case]) -> list[Run]:
     workdir.mkdir(parents=True, exist_ok=True)
     check_disk(workdir, [s.size for s in args.size])
     runs: list[Run] = []
-    seaweedfs = SeaweedFS(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    seaweedfs = EmbeddedS3(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     try:
         seaweedfs.start()
         bench = Bench(workdir, seaweedfs, args)

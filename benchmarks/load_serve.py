@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/load_serve.py [--clients 200] [--seconds 15] [--workers 4]``
 
-Four processes, so that nobody measures a GIL it shares: SeaweedFS (S3, auth on), the origin
+Four processes, so that nobody measures a GIL it shares: EmbeddedS3 (S3, auth on), the origin
 (``origin_server.py``, aiohttp's sendfile-backed FileResponse), ``backorigin serve`` itself,
 and this script's viewers (one asyncio loop, aiohttp). A third of the objects are in S3 before
 the run (hits); the rest only at the origin (misses, each first asked for once, then again a
@@ -38,7 +38,8 @@ sys.path.insert(0, str(HERE.parent / "tests" / "reliability"))
 
 from load_driver import dataset, digest, drive, lost_copies, run  # noqa: E402
 
-from backorigin.testing.servers import SeaweedFS, free_port  # noqa: E402
+from backorigin.local.embedded_s3 import EmbeddedS3  # noqa: E402
+from backorigin.testing.servers import free_port  # noqa: E402
 
 ACCESS_KEY = "loadbench"
 SECRET_KEY = "loadbench-secret-key"  # noqa: S105 - a throwaway identity of a local server
@@ -131,7 +132,7 @@ def main() -> None:
     objects = dataset(args.objects, seed=args.seed)
     keys = sorted(objects)
     hits, misses = keys[: len(keys) // 3], keys[len(keys) // 3 :]
-    s3 = SeaweedFS(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    s3 = EmbeddedS3(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     s3.start()
     origin = serve = None
     try:

@@ -55,7 +55,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from backorigin.config.units import parse_size
-from backorigin.testing.servers import SeaweedFS
+from backorigin.local.embedded_s3 import EmbeddedS3
 
 HERE = Path(__file__).resolve().parent
 ORIGIN_SERVER = HERE / "origin_server.py"
@@ -253,7 +253,7 @@ def measure(
     *,
     workdir: Path,
     s3: Any,
-    seaweed: SeaweedFS,
+    seaweed: EmbeddedS3,
     origin: Origin,
     dataset: Dataset,
     concurrency: int,
@@ -534,7 +534,7 @@ def main() -> None:
     try:
         dataset = make_dataset(workdir, args.objects, args.size)
         origin = Origin(dataset.routes_file)
-        seaweed = SeaweedFS(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        seaweed = EmbeddedS3(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
         seaweed.start()
         try:
             s3 = s3_client(seaweed.url)

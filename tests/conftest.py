@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from backorigin.local.embedded_s3 import EmbeddedS3
 from backorigin.plugins import adapter_plugins
-from backorigin.testing.servers import Azurite, FakeGcsServer, SeaweedFS
+from backorigin.testing.servers import Azurite, FakeGcsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -33,10 +34,10 @@ S3_PUBLIC_BUCKET = "public-legacy"
 
 
 @pytest.fixture(scope="session")
-def seaweedfs() -> Iterator[SeaweedFS]:
+def seaweedfs() -> Iterator[EmbeddedS3]:
     """A real S3 server (SeaweedFS) with SigV4 authentication on; only the bucket
     ``public-legacy`` (once created) can be read anonymously."""
-    server = SeaweedFS(
+    server = EmbeddedS3(
         access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY, anonymous_read=(S3_PUBLIC_BUCKET,)
     )
     server.start()
@@ -45,7 +46,7 @@ def seaweedfs() -> Iterator[SeaweedFS]:
 
 
 @pytest.fixture(scope="session")
-def s3_client(seaweedfs: SeaweedFS) -> Any:
+def s3_client(seaweedfs: EmbeddedS3) -> Any:
     """A boto3 client for the session's SeaweedFS."""
     import boto3
     from botocore.config import Config as BotoConfig

@@ -20,7 +20,8 @@ from botocore.credentials import Credentials
 from pydantic import SecretStr
 
 from backorigin.adapters.gcs import V4Signer
-from backorigin.testing.servers import FakeGcsServer, SeaweedFS
+from backorigin.local.embedded_s3 import EmbeddedS3
+from backorigin.testing.servers import FakeGcsServer
 from backorigin.testing.strict import (
     StrictGcsProxy,
     StrictS3Proxy,
@@ -64,13 +65,13 @@ def get(url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResp
 
 
 @pytest.fixture
-def s3_object(seaweedfs: SeaweedFS, s3_client: Any, bucket: str) -> str:
+def s3_object(seaweedfs: EmbeddedS3, s3_client: Any, bucket: str) -> str:
     s3_client.put_object(Bucket=bucket, Key="o bj.txt", Body=b"strict bytes")
     return f"/{bucket}/o%20bj.txt"
 
 
 @pytest.fixture
-def s3_proxy(seaweedfs: SeaweedFS) -> Iterator[StrictS3Proxy]:
+def s3_proxy(seaweedfs: EmbeddedS3) -> Iterator[StrictS3Proxy]:
     with StrictS3Proxy(seaweedfs.url) as proxy:
         yield proxy  # type: ignore[misc]
 
@@ -105,7 +106,7 @@ def test_mixed_header_families() -> None:
 # --- S3 --------------------------------------------------------------------------------------
 
 
-def test_seaweedfs_alone_refuses_with_another_error(seaweedfs: SeaweedFS, s3_object: str) -> None:
+def test_seaweedfs_alone_refuses_with_another_error(seaweedfs: EmbeddedS3, s3_object: str) -> None:
     """SeaweedFS signs every x-amz-* header it receives, so it refuses too, but as a wrong
     signature; the proxy answers as S3 does, naming the header (and covers servers such as
     moto that check no signatures at all)."""

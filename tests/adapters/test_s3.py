@@ -1,8 +1,9 @@
-"""S3Adapter on real servers: SeaweedFS with auth on (conformance, SigV4 at the edge, errors)
+"""S3Adapter on real servers: EmbeddedS3 with auth on (conformance, SigV4 at the edge, errors)
 and moto (STS AssumeRole, SSE-KMS), both on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
@@ -35,13 +36,14 @@ from backorigin.errors import (
     TransientOriginError,
     Unauthenticated,
 )
+from backorigin.local.embedded_s3 import EmbeddedS3
 from backorigin.testing.conformance import AdapterConformance
-from backorigin.testing.servers import SeaweedFS
 from backorigin.testing.strict import StrictS3Proxy
 from backorigin.types import ByteRange, OriginRequest, OriginSpec
 
-ACCESS_KEY = "backorigin-test-key"
-SECRET_KEY = "s3cr3t-K3y-5b0e9d21f7"
+# The identity of the session's SeaweedFS (the ``seaweedfs`` fixture of tests/conftest.py).
+ACCESS_KEY = "AKIABACKORIGINTEST01"
+SECRET_KEY = "backorigin-test-secret-key-0123456789"
 WRONG_SECRET = "wr0ng-s3cr3t-77aa10"
 SECRETS = {"S3_ACCESS_KEY_ID": ACCESS_KEY, "S3_SECRET_ACCESS_KEY": SECRET_KEY}
 """The fake environment the adapters read their key pair from."""
@@ -68,22 +70,20 @@ def admin_client(url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRE
     )
 
 
-PUBLIC_BUCKET = "public-media"
+PUBLIC_BUCKET = "public-legacy"
 """A bucket anyone may read (SeaweedFS's anonymous identity), for auth mode anonymous."""
 
 
 @pytest.fixture(scope="session")
-def seaweed() -> Iterator[SeaweedFS]:
-    """SeaweedFS with S3 authentication on; every S3 test shares it (own buckets/keys)."""
-    server = SeaweedFS(
-        access_key=ACCESS_KEY, secret_key=SECRET_KEY, anonymous_read=(PUBLIC_BUCKET,)
-    )
-    with server:
-        yield server
+def seaweed(seaweedfs: EmbeddedS3) -> EmbeddedS3:
+    """The session's SeaweedFS (S3 authentication on); tests use their own buckets/keys."""
+    assert (seaweedfs.access_key, seaweedfs.secret_key) == (ACCESS_KEY, SECRET_KEY)
+    assert seaweedfs.anonymous_read == (PUBLIC_BUCKET,)
+    return seaweedfs
 
 
 @pytest.fixture(scope="session")
-def strict_s3(seaweed: SeaweedFS) -> Iterator[StrictS3Proxy]:
+def strict_s3(seaweed: EmbeddedS3) -> Iterator[StrictS3Proxy]:
     """S3's rule in front of SeaweedFS: a signed request carries no unsigned x-amz-* header."""
     with StrictS3Proxy(seaweed.url) as proxy:
         yield proxy  # type: ignore[misc]
@@ -91,12 +91,13 @@ def strict_s3(seaweed: SeaweedFS) -> Iterator[StrictS3Proxy]:
 
 @pytest.fixture(scope="session")
 def public_bucket(admin: S3Client) -> str:
-    admin.create_bucket(Bucket=PUBLIC_BUCKET)
+    with contextlib.suppress(admin.exceptions.BucketAlreadyOwnedByYou):
+        admin.create_bucket(Bucket=PUBLIC_BUCKET)
     return PUBLIC_BUCKET
 
 
 @pytest.fixture(scope="session")
-def admin(seaweed: SeaweedFS) -> S3Client:
+def admin(seaweed: EmbeddedS3) -> S3Client:
     return admin_client(seaweed.url)
 
 
@@ -114,7 +115,7 @@ def versioned_bucket(admin: S3Client) -> str:
 
 
 @pytest.fixture
-def make_s3_adapter(seaweed: SeaweedFS, bucket: str) -> Iterator[MakeAdapter]:
+def make_s3_adapter(seaweed: EmbeddedS3, bucket: str) -> Iterator[MakeAdapter]:
     """Build S3Adapters on SeaweedFS with the access_key mode (secrets from a fake env)."""
     made: list[S3Adapter] = []
 

@@ -11,6 +11,7 @@ import sys
 import click
 
 from backorigin.cli.common import config_argument, load_or_exit, s3_overrides
+from backorigin.errors import MissingExtra
 
 DEFAULT_BUCKET = "backorigin-local"
 
@@ -64,20 +65,24 @@ def serve(
     while it runs (this server only: the deployed distribution has no such endpoint).
     """
     from backorigin.local import LocalCloudFront
-    from backorigin.testing.servers import SeaweedFS
+    from backorigin.local.embedded_s3 import EmbeddedS3, EmbeddedS3Error
     from backorigin.transfer.bucket import make_s3_client
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("backorigin.local").setLevel(logging.INFO)
     loaded = load_or_exit(config)
-    embedded: SeaweedFS | None = None
+    embedded: EmbeddedS3 | None = None
     endpoint = s3_endpoint or loaded.bucket.endpoint_url
     name = bucket or loaded.bucket.name
     client_options: dict[str, str] = {}
     if endpoint is None:
         access_key, secret_key = "local" + secrets.token_hex(6), secrets.token_urlsafe(24)
-        embedded = SeaweedFS(access_key=access_key, secret_key=secret_key)
-        embedded.start()
+        embedded = EmbeddedS3(access_key=access_key, secret_key=secret_key)
+        try:
+            embedded.start()
+        except (EmbeddedS3Error, MissingExtra) as exc:
+            click.echo(f"{exc}\n(or give an S3 endpoint with --s3-endpoint)", err=True)
+            sys.exit(1)
         endpoint = embedded.url
         name = name or DEFAULT_BUCKET
         client_options = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
@@ -110,4 +115,5 @@ def serve(
         click.echo(server.stats().summary(), err=True)
     finally:
         if embedded is not None:
+            click.echo("stopping the embedded S3 server (its data is removed)", err=True)
             embedded.stop()

