@@ -53,6 +53,18 @@ def test_validate_reports_paths_and_exits_2(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_validate_names_each_invalid_file_once(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bucket: {name: abc}\norigins: []\n")
+    result = run("validate", str(bad), str(EXAMPLES[0]), "-", stdin="bucket: 1\n")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"invalid configuration in {bad} (1 problem(s)):"
+    assert result.stderr.count(str(bad)) == 1
+    assert "-: invalid configuration (" in result.stderr  # stdin has no name of its own
+    assert f"{EXAMPLES[0]}: ok" in result.stdout
+
+
 def test_validate_from_stdin() -> None:
     result = run("validate", "-", stdin=EXAMPLES[0].read_text())
     assert (result.returncode, result.stdout) == (0, "ok\n")

@@ -440,3 +440,31 @@ def test_an_s3_origin_refuses_a_backoff_botocore_cannot_apply() -> None:
     # The default survives a dump and a reload (what bundling and overrides do).
     ok = load_config(text.replace(", backoff: 2s", ""))
     assert load_config(ok.model_dump(by_alias=True)) == ok
+
+
+# --- messages written for people, not pydantic's ------------------------------------------------
+
+
+def test_auth_written_as_a_word_says_it_must_be_a_mapping() -> None:
+    issues = issues_of(BASE.replace("auth: {mode: anonymous}", "auth: anonymous"))
+    issue = issue_at(issues, "origins[0].auth")
+    assert issue.message == "auth must be a mapping such as {mode: anonymous}"
+    assert issue.line == 8
+
+
+def test_auth_that_may_be_a_secret_is_not_echoed() -> None:
+    issues = issues_of(BASE.replace("auth: {mode: none}", "auth: Zq8-s3cr3t-T0ken"))
+    issue = issue_at(issues, "origins[1].auth")
+    assert "Zq8" not in str(issue)
+    assert issue.message == "auth must be a mapping such as {mode: anonymous}"
+
+
+def test_a_bucket_written_as_a_url_names_the_bare_name() -> None:
+    text = BASE.replace("bucket: old-media", "bucket: gs://old-media/photos")
+    text = text.replace("name: media-new", "name: s3://media-new")
+    issues = issues_of(text)
+    gcs = issue_at(issues, "origins[0].bucket")
+    assert gcs.message == "write a bucket name, without gs:// or a path: old-media"
+    assert "s3://" in issue_at(issues, "bucket.name").message
+    s3 = BASE + "  - {name: s3old, type: s3, bucket: 's3://old-s3', region: eu-west-1}\n"
+    assert issue_at(issues_of(s3), "origins[2].bucket").message.endswith(": old-s3")

@@ -51,7 +51,8 @@ def validate(files: tuple[str, ...], deploy: bool) -> None:
                 config = load_config(click.format_filename(name))
         except ConfigError as exc:
             failed = True
-            click.echo(f"{label}{exc}", err=True)
+            # The error names its file itself ("invalid configuration in NAME"), except stdin's.
+            click.echo(f"{label if exc.source is None else ''}{exc}", err=True)
             continue
         problems = deployability_problems(config)
         for problem in problems:

@@ -6,6 +6,7 @@ __all__ = ["config_json_schema", "dump_json_schema", "load_config"]
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -120,6 +121,8 @@ def _issue(error: ErrorDetails, data: Any, root: yaml.Node | None) -> ConfigIssu
         message = "unknown field"
     elif kind == "missing":
         message = "required field is missing"
+    elif kind in ("model_attributes_type", "model_type", "dict_type"):
+        message = _not_a_mapping(loc, _value_at(data, loc))
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         # Point at the discriminator field itself (e.g. ``origins[1].auth.mode``).
         field = str(ctx.get("discriminator", "")).strip("'")
@@ -130,6 +133,28 @@ def _issue(error: ErrorDetails, data: Any, root: yaml.Node | None) -> ConfigIssu
         else:
             message = f"unknown value {ctx.get('tag', '')!r}; valid: {ctx.get('expected_tags', '')}"
     return ConfigIssue(_format_path(loc), message, _line_of(root, loc))
+
+
+def _value_at(data: Any, loc: tuple[int | str, ...]) -> Any:
+    """The input value at ``loc``, or None when the location is not in the data."""
+    node = data
+    for part in loc:
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (in_list or (isinstance(node, dict) and part in node)):
+            return None
+        node = node[part]
+    return node
+
+
+def _not_a_mapping(loc: tuple[int | str, ...], value: Any) -> str:
+    """Say what a settings block should look like when something else was written."""
+    field = loc[-1] if loc else ""
+    if field == "auth":
+        # Echo the value only when it reads like a mode name: a pasted secret must not be.
+        mode = value if isinstance(value, str) and re.fullmatch(r"[a-z_]{1,24}", value) else None
+        return f"auth must be a mapping such as {{mode: {mode or 'anonymous'}}}"
+    kind = "a list" if isinstance(value, list) else "a single value"
+    return f"must be a mapping of settings (name: value lines), not {kind}"
 
 
 def _without_tags(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:

@@ -33,6 +33,7 @@ from backorigin.config.origins import (
     KeyPrefix,
     OriginConfig,
     Strict,
+    bare_bucket_name,
 )
 from backorigin.config.units import ByteSize, Duration
 from backorigin.plugins import adapter_plugins
@@ -106,6 +107,11 @@ class BucketConfig(Strict):
         default=None, description="Any S3-compatible endpoint instead of AWS."
     )
     prefix: KeyPrefix = Field(default="", description="Key prefix inside the bucket.")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _bare_name(cls, value: object) -> object:
+        return bare_bucket_name(value, "s3")
 
     @field_validator("name")
     @classmethod

@@ -31,6 +31,7 @@ __all__ = [
     "S3Origin",
     "S3SigningAuth",
     "Strict",
+    "bare_bucket_name",
     "origin_setting",
 ]
 
@@ -100,6 +101,19 @@ def check_http_url(value: str) -> str:
 
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 """An absolute ``http``/``https`` URL."""
+
+
+def bare_bucket_name(value: object, scheme: str) -> object:
+    """Refuse a bucket written as a URL (``gs://name``), naming the bare name to write.
+
+    Args:
+        value: The configured value (validated further by the field's own rules).
+        scheme: The URL scheme people copy from their tools, e.g. ``gs`` or ``s3``.
+    """
+    if isinstance(value, str) and "://" in value:
+        bare = value.split("://", 1)[1].split("/", 1)[0]
+        raise ValueError(f"write a bucket name, without {scheme}:// or a path: {bare}")
+    return value
 
 
 _SETTINGS: dict[str, dict[str, Any]] = {
@@ -370,6 +384,12 @@ class GcsOrigin(OriginConfig):
         description="Bucket name (lower-case letters, digits, '-', '_' and '.').",
     )
     auth: GcsAuth = Field(default_factory=GcsAnonymousAuth)
+
+    @field_validator("bucket", mode="before")
+    @classmethod
+    def _bare_bucket(cls, value: object) -> object:
+        return bare_bucket_name(value, "gs")
+
     endpoint_url: HttpUrl | None = Field(
         default=None, description="Emulator or private endpoint instead of storage.googleapis.com."
     )
@@ -597,6 +617,11 @@ class S3Origin(OriginConfig):
         ),
     )
     auth: S3Auth = Field(default_factory=S3DefaultAuth)
+
+    @field_validator("bucket", mode="before")
+    @classmethod
+    def _bare_bucket(cls, value: object) -> object:
+        return bare_bucket_name(value, "s3")
 
     @field_validator("backoff")
     @classmethod
