@@ -95,6 +95,16 @@ class ReconcileSummary:
     queue_url: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def plan(self, action: Action) -> None:
+        """Count one action decided."""
+        with self._lock:
+            self.planned[action] += 1
+
+    def add_bytes(self, count: int) -> None:
+        """Count bytes written by a copy or refresh."""
+        with self._lock:
+            self.bytes_copied += count
+
     def record(self, action: Action, key: str, result: ActionResult, reason: str = "") -> None:
         """Count one action's result."""
         with self._lock:
@@ -280,8 +290,7 @@ def reconcile(
             action = _plan(entry, deletes)
             if action is None:
                 return
-            with summary._lock:
-                summary.planned[action] += 1
+            summary.plan(action)
             if on_action is not None:
                 on_action(action, entry)
             if dry_run:
@@ -308,8 +317,7 @@ def _copy(engine: CopyEngine, action: Action, entry: Entry, summary: ReconcileSu
     replace = entry.etag if action is Action.REFRESH else None
     result = engine.copy(entry.key, replace=replace)
     if result.outcome is CopyOutcome.COPIED:
-        with summary._lock:
-            summary.bytes_copied += result.bytes
+        summary.add_bytes(result.bytes)
         summary.record(action, entry.key, ActionResult.DONE)
     elif result.outcome is CopyOutcome.EXISTS and (action is Action.COPY or result.reason is None):
         # Created by a viewer request's copy meanwhile: the object is there, current.
