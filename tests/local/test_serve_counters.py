@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,38 @@ def test_responses_made_without_either_source_count_as_the_edge(
     assert stats.served["s3"] == stats.served["origin"] == NOTHING
     assert sum(stats.copies.values()) == 0
     assert stats.queue.enqueued == 0
+
+
+def test_collapsed_misses_count_as_origin_responses_that_asked_no_origin(
+    cloudfront: LocalCloudFront, origin: HttpOriginServer
+) -> None:
+    body = payload(1_000_000, "counted-hot")
+    origin.put("counted/img/hot.bin", body)
+    origin.reset_counters()
+    viewers = 12
+    barrier = threading.Barrier(viewers)
+    statuses: list[int] = []
+
+    def fetch() -> None:
+        barrier.wait()
+        response = request(cloudfront, "/img/hot.bin")
+        statuses.append(response.status if response.data == body else -1)
+
+    threads = [threading.Thread(target=fetch) for _ in range(viewers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * viewers
+    assert cloudfront.wait_served(viewers, timeout=60)
+    assert cloudfront.queue.join(timeout=60)
+    served = cloudfront.stats().served["origin"]
+    assert (served.requests, served.bytes) == (viewers, viewers * len(body))
+    # However many collapsed (that depends on timing), each viewer either asked the origin
+    # itself, with CloudFront's request id, or is counted as collapsed; the fetcher's reads
+    # carry no such id.
+    asked = [r for r in origin.requests("counted/img/hot.bin") if "x-amz-cf-id" in r.headers]
+    assert served.collapsed == viewers - len(asked)
 
 
 def test_the_status_endpoint_answers_the_counts_as_json(
