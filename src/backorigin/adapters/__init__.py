@@ -8,6 +8,7 @@ package imports no cloud SDK.
 from backorigin.adapters.base import ObjectStream, OriginAdapter, require
 from backorigin.adapters.registry import (
     adapter_class,
+    apply_environment_endpoints,
     available_types,
     create_adapter,
     register_adapter,
@@ -17,6 +18,7 @@ __all__ = [
     "ObjectStream",
     "OriginAdapter",
     "adapter_class",
+    "apply_environment_endpoints",
     "available_types",
     "create_adapter",
     "register_adapter",

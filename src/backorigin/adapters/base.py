@@ -7,18 +7,29 @@ An adapter has two faces (see the architecture notes in the README):
   :meth:`OriginAdapter.list`;
 * the **edge plane**, used by the CDK construct and the Lambda@Edge function:
   :meth:`OriginAdapter.cloudfront_origin`, :meth:`OriginAdapter.origin_uri` and
-  :meth:`OriginAdapter.sign`.
+  :meth:`OriginAdapter.sign`;
+* the **deployment face**, read by bundling and the CDK construct:
+  :meth:`OriginAdapter.deployment` (packages and IAM statements per Lambda function), a class
+  method that imports no SDK, so a deployment is planned without the adapter's extra.
 
 Implementers override the abstract methods only; everything else is built on them.
 """
 
 from __future__ import annotations
 
-__all__ = ["ObjectStream", "OriginAdapter", "require"]
+__all__ = [
+    "ObjectStream",
+    "OriginAdapter",
+    "extra_requirements",
+    "package_requirements",
+    "require",
+]
 
 import abc
+import functools
 import importlib
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
@@ -27,7 +38,14 @@ from backorigin.config.origins import OriginConfig
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import MissingExtra, NotSupported
 from backorigin.keys import validate_key
-from backorigin.types import ByteRange, ObjectInfo, OriginRequest, OriginSpec
+from backorigin.types import (
+    ByteRange,
+    DeploymentNeeds,
+    FunctionRole,
+    ObjectInfo,
+    OriginRequest,
+    OriginSpec,
+)
 
 ConfigT = TypeVar("ConfigT", bound=OriginConfig)
 
@@ -52,6 +70,62 @@ def require(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtra(extra, module) from exc
+
+
+@functools.cache
+def package_requirements(distribution: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """An installed distribution's requirements: its core ones and those of each extra.
+
+    Requirements whose marker is not about an extra (``; python_version < "3.12"``) are
+    left out: they are the installer's business, not a bundle's.
+
+    Raises:
+        importlib.metadata.PackageNotFoundError: the distribution is not installed.
+    """
+    # Deferred: importlib.metadata costs tens of milliseconds, and only bundling asks.
+    import importlib.metadata
+
+    core: list[str] = []
+    extras: dict[str, list[str]] = {}
+    for line in importlib.metadata.requires(distribution) or []:
+        requirement, _, marker = line.partition(";")
+        found = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if found:
+            extras.setdefault(found.group(1), []).append(requirement.strip())
+        elif not marker.strip():
+            core.append(requirement.strip())
+    return tuple(core), {name: tuple(found) for name, found in extras.items()}
+
+
+def _project_name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    return re.sub(r"[-_.]+", "-", match.group(0) if match else requirement).lower()
+
+
+def extra_requirements(extra: str, *only: str, distribution: str = "backorigin") -> tuple[str, ...]:
+    """The requirements of ``distribution[extra]``, as its metadata writes them.
+
+    Adapters declare their packages with it, so version ranges are written once, in the
+    distribution's ``pyproject.toml``.
+
+    Args:
+        extra: The extra's name.
+        only: Keep only these projects (``"google-auth"``); default: all of them.
+        distribution: The distribution that defines the extra.
+
+    Raises:
+        LookupError: the extra is not defined, or lacks a project of ``only``.
+    """
+    found = package_requirements(distribution)[1].get(extra)
+    if found is None:
+        raise LookupError(f"{distribution} defines no extra {extra!r}")
+    if not only:
+        return found
+    wanted = {_project_name(name) for name in only}
+    kept = tuple(r for r in found if _project_name(r) in wanted)
+    if len(kept) != len(wanted):
+        raise LookupError(f"{distribution}[{extra}] does not require all of {', '.join(only)}")
+    return kept
 
 
 class OriginAdapter(abc.ABC, Generic[ConfigT]):
@@ -120,6 +194,26 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
     def close(self) -> None:
         """Release pooled connections. The adapter must not be used afterwards."""
 
+    @classmethod
+    def environment_endpoint(
+        cls, config: OriginConfig, environ: Mapping[str, str]
+    ) -> tuple[str, str] | None:
+        """The endpoint an environment variable names for ``config``, if its SDK follows one.
+
+        Local commands (``serve``, ``fetch``, ``prewarm``, ...) put this into the origin's
+        ``endpoint_url`` when the config has none, so the data plane and the edge plane
+        reach the same place (an emulator, typically). Deployments never read it: what
+        CloudFront is sent to comes from the config alone.
+
+        Args:
+            config: The origin's config.
+            environ: The environment to read, e.g. ``os.environ``.
+
+        Returns:
+            The variable's name and the endpoint URL, or None. The default is None.
+        """
+        return None
+
     # --- edge plane -------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -142,6 +236,31 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
         The default adds nothing (public origins).
         """
         return request
+
+    # --- deployment face --------------------------------------------------------------------
+
+    @classmethod
+    def deployment(cls, config: ConfigT, role: FunctionRole) -> DeploymentNeeds:
+        """What reading this origin needs in the ``role`` function, beyond the core.
+
+        Bundling installs the packages into that function's bundle (for the Lambda platform)
+        and the CDK construct grants the statements to its role. The edge function gets
+        them only for origins CloudFront reaches through it; the fetcher reads every origin.
+        The packages of the adapter's own distribution (its ``dependencies``) are bundled
+        for both functions anyway; declare here what only one role or one auth mode needs.
+
+        A class method on purpose: it must work without the adapter's SDK installed and
+        without resolving any secret, at synth time.
+
+        Args:
+            config: The origin's validated config (its auth mode, bucket, …).
+            role: ``edge`` (the Lambda@Edge function) or ``fetcher``.
+
+        Returns:
+            The default: nothing beyond the core.
+        """
+        del config, role
+        return DeploymentNeeds()
 
     # --- conveniences built on the contract ------------------------------------------------
 

@@ -29,6 +29,7 @@ google-auth (service_account) or nothing but the standard library (hmac).
 from __future__ import annotations
 
 __all__ = [
+    "EMULATOR_ENV",
     "READ_ONLY_SCOPE",
     "STORAGE_HOST",
     "GcsAdapter",
@@ -62,6 +63,7 @@ from backorigin.config.origins import (
     GcsHmacAuth,
     GcsOrigin,
     GcsServiceAccountAuth,
+    OriginConfig,
 )
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import (
@@ -777,6 +779,11 @@ def _host_header(spec: OriginSpec) -> str:
 # --- the adapter ------------------------------------------------------------------------------
 
 
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+"""The variable google-cloud-storage (and gcloud, and fake-gcs-server's docs) read an emulator's
+URL from, e.g. ``http://127.0.0.1:4443``; a bare ``host:port`` is taken as http."""
+
+
 class GcsAdapter(OriginAdapter[GcsOrigin]):
     """Reads a Google Cloud Storage bucket and tells CloudFront how to reach it.
 
@@ -878,6 +885,16 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
             api.close()
         if request is not None:
             request.http.clear()
+
+    @classmethod
+    def environment_endpoint(
+        cls, config: OriginConfig, environ: Mapping[str, str]
+    ) -> tuple[str, str] | None:
+        """``STORAGE_EMULATOR_HOST``, as google-cloud-storage reads it, when no endpoint is set."""
+        value = environ.get(EMULATOR_ENV, "").strip()
+        if getattr(config, "endpoint_url", None) is not None or not value:
+            return None
+        return EMULATOR_ENV, value if "://" in value else "http://" + value
 
     # --- edge plane -------------------------------------------------------------------------
 

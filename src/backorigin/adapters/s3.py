@@ -44,6 +44,7 @@ from backorigin import __version__
 from backorigin.adapters.base import ObjectStream, OriginAdapter
 from backorigin.adapters.headers import retry_after_seconds
 from backorigin.config.origins import (
+    OriginConfig,
     S3AccessKeyAuth,
     S3AnonymousAuth,
     S3AssumeRoleAuth,
@@ -502,6 +503,25 @@ class S3Adapter(OriginAdapter[S3Origin]):
             client, self._s3 = self._s3, None
         if client is not None:
             client.close()
+
+    @classmethod
+    def environment_endpoint(
+        cls, config: OriginConfig, environ: Mapping[str, str]
+    ) -> tuple[str, str] | None:
+        """``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``, as botocore reads them.
+
+        None when the config sets ``endpoint_url`` or ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``
+        is true (botocore's "service-specific endpoints" rules).
+        """
+        if getattr(config, "endpoint_url", None) is not None:
+            return None
+        if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+            return None
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+            value = environ.get(name, "").strip()
+            if value:
+                return name, value
+        return None
 
     # --- edge plane ------------------------------------------------------------------------
 

@@ -25,12 +25,23 @@ def config_argument(function: F) -> F:
 
 
 def load_or_exit(path: str) -> Config:
-    """Load the config or print its problems and exit with status 2."""
+    """Load the config or print its problems and exit with status 2.
+
+    Origins without ``endpoint_url`` take the one their SDK's environment variable names
+    (``STORAGE_EMULATOR_HOST``, ``AWS_ENDPOINT_URL_S3``, ...), so that reading an origin and
+    sending viewers to it go to the same place; each such origin is named on stderr.
+    """
+    from backorigin.adapters import apply_environment_endpoints
+    from backorigin.errors import MissingExtra, RegistryError
+
     try:
-        return load_config(path)
-    except ConfigError as exc:
+        config, notes = apply_environment_endpoints(load_config(path))
+    except (ConfigError, MissingExtra, RegistryError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_INVALID)
+    for note in notes:
+        click.echo(note, err=True)
+    return config
 
 
 def s3_overrides(config: Config, *, bucket: str | None, endpoint_url: str | None) -> Config:
