@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 __all__ = [
+    "AWS_ACCOUNT_ID",
+    "AWS_PARTITION",
+    "AWS_REGION",
+    "AWS_URL_SUFFIX",
     "PROVENANCE_FIELDS",
     "PROVENANCE_HEADERS",
     "PROVENANCE_PREFIX",
     "ByteRange",
     "Checksums",
+    "DeploymentNeeds",
+    "FunctionRole",
+    "IamStatement",
     "ObjectInfo",
     "OriginRequest",
     "OriginSpec",
 ]
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -209,3 +216,80 @@ class OriginRequest:
     def with_query(self, querystring: str) -> OriginRequest:
         """A copy with the query string replaced."""
         return replace(self, querystring=querystring)
+
+
+AWS_PARTITION = "${AWS::Partition}"
+"""Stands for the deployment's partition (``aws``, ``aws-cn``, …) in an :class:`IamStatement`."""
+AWS_REGION = "${AWS::Region}"
+"""Stands for the region of the function's stack in an :class:`IamStatement`."""
+AWS_ACCOUNT_ID = "${AWS::AccountId}"
+"""Stands for the deployment's account in an :class:`IamStatement`."""
+AWS_URL_SUFFIX = "${AWS::URLSuffix}"
+"""Stands for the partition's domain suffix (``amazonaws.com``) in an :class:`IamStatement`."""
+
+FunctionRole = Literal["edge", "fetcher"]
+"""The two Lambda functions of a deployment: the Lambda@Edge function and the fetcher."""
+
+
+@dataclass(frozen=True, slots=True)
+class IamStatement:
+    """An IAM policy statement (``Effect: Allow``) written without the CDK.
+
+    Resources may use the CloudFormation pseudo parameters ``${AWS::Partition}``,
+    ``${AWS::Region}`` (the region of the function's stack; ``us-east-1`` for the
+    Lambda@Edge function), ``${AWS::AccountId}`` and ``${AWS::URLSuffix}``; the construct
+    puts the deployment's values in their place.
+
+    Args:
+        actions: IAM actions, e.g. ``("s3:GetObject",)``.
+        resources: ARNs the actions are allowed on.
+        conditions: A policy ``Condition`` block: operator → condition key → value(s).
+        wildcard_reason: Why a resource ending in ``*`` is needed (keys known only at run
+            time, …). With a reason, the construct acknowledges cdk-nag's finding on the
+            wildcard with it; without one, the finding stays for the app's owner to judge.
+    """
+
+    actions: Sequence[str]
+    resources: Sequence[str]
+    conditions: Mapping[str, Mapping[str, str | Sequence[str]]] = field(default_factory=dict)
+    wildcard_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.actions, str) or isinstance(self.resources, str):
+            raise TypeError("actions and resources are sequences of strings, not one string")
+        if not self.actions or not self.resources:
+            raise ValueError("an IAM statement needs at least one action and one resource")
+        # Stored as tuples and read-only mappings: a declaration is shared by every caller.
+        conditions = {
+            operator: MappingProxyType(
+                {key: v if isinstance(v, str) else tuple(v) for key, v in keys.items()}
+            )
+            for operator, keys in self.conditions.items()
+        }
+        object.__setattr__(self, "actions", tuple(self.actions))
+        object.__setattr__(self, "resources", tuple(self.resources))
+        object.__setattr__(self, "conditions", MappingProxyType(conditions))
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentNeeds:
+    """What reading one origin needs in one deployed Lambda function, beyond the core.
+
+    An adapter declares it per function role (and per auth mode, through its config) in
+    :meth:`backorigin.adapters.OriginAdapter.deployment`; bundling installs the packages and
+    the CDK construct grants the statements to the function's role.
+
+    Args:
+        packages: pip requirements (``"PyJWT>=2.8"``) installed into the function's bundle
+            for the Lambda platform.
+        statements: IAM statements granted to the function's role.
+    """
+
+    packages: Sequence[str] = ()
+    statements: Sequence[IamStatement] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.packages, str):
+            raise TypeError("packages is a sequence of requirements, not one string")
+        object.__setattr__(self, "packages", tuple(self.packages))
+        object.__setattr__(self, "statements", tuple(self.statements))

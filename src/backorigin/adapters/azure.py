@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import SecretStr
 
 from backorigin import __version__
-from backorigin.adapters.base import ObjectStream, OriginAdapter, require
+from backorigin.adapters.base import ObjectStream, OriginAdapter, extra_requirements, require
 from backorigin.adapters.headers import retry_after_seconds
 from backorigin.config.origins import (
     AzureAccountKeyAuth,
@@ -59,7 +59,15 @@ from backorigin.errors import (
     Unauthenticated,
 )
 from backorigin.keys import decode_uri, validate_key
-from backorigin.types import ByteRange, Checksums, ObjectInfo, OriginRequest, OriginSpec
+from backorigin.types import (
+    ByteRange,
+    Checksums,
+    DeploymentNeeds,
+    FunctionRole,
+    ObjectInfo,
+    OriginRequest,
+    OriginSpec,
+)
 
 if TYPE_CHECKING:
     from azure.core.exceptions import AzureError
@@ -317,6 +325,19 @@ class AzureAdapter(OriginAdapter[AzureOrigin]):
     """
 
     config_model: ClassVar[type[AzureOrigin]] = AzureOrigin
+
+    @classmethod
+    def deployment(cls, config: AzureOrigin, role: FunctionRole) -> DeploymentNeeds:
+        """The ``azure`` extra for the fetcher; at the edge, only for Shared Key signing.
+
+        A SAS token is appended with the standard library; an account key (given alone or
+        in a connection string) signs with the SDK's Shared Key policy.
+        """
+        if role == "fetcher" or isinstance(
+            config.auth, AzureAccountKeyAuth | AzureConnectionStringAuth
+        ):
+            return DeploymentNeeds(packages=extra_requirements("azure"))
+        return DeploymentNeeds()
 
     def __init__(
         self,

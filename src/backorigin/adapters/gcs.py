@@ -57,7 +57,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
 
-from backorigin.adapters.base import ObjectStream, OriginAdapter, require
+from backorigin.adapters.base import ObjectStream, OriginAdapter, extra_requirements, require
 from backorigin.adapters.headers import http_date, retry_after_seconds
 from backorigin.config.origins import (
     GcsHmacAuth,
@@ -77,7 +77,15 @@ from backorigin.errors import (
     Unauthenticated,
 )
 from backorigin.keys import validate_key
-from backorigin.types import ByteRange, Checksums, ObjectInfo, OriginRequest, OriginSpec
+from backorigin.types import (
+    ByteRange,
+    Checksums,
+    DeploymentNeeds,
+    FunctionRole,
+    ObjectInfo,
+    OriginRequest,
+    OriginSpec,
+)
 
 STORAGE_HOST = "storage.googleapis.com"
 """The host of the XML API (and of public object URLs)."""
@@ -809,6 +817,19 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
     config_model: ClassVar[type[GcsOrigin]] = GcsOrigin
     EDGE_URL_SECONDS: ClassVar[int] = 300
     """How long a signed URL made at the edge (hmac) stays valid: CloudFront sends it at once."""
+
+    @classmethod
+    def deployment(cls, config: GcsOrigin, role: FunctionRole) -> DeploymentNeeds:
+        """The ``gcs`` extra for the fetcher; at the edge, google-auth for a service account.
+
+        The edge signs HMAC requests with the standard library and sends anonymous ones
+        as they are; only minting a service account's token needs google-auth there.
+        """
+        if role == "fetcher":
+            return DeploymentNeeds(packages=extra_requirements("gcs"))
+        if isinstance(config.auth, GcsServiceAccountAuth):
+            return DeploymentNeeds(packages=extra_requirements("gcs", "google-auth"))
+        return DeploymentNeeds()
 
     def __init__(
         self,

@@ -48,6 +48,7 @@ from backorigin.config.origins import (
     S3AccessKeyAuth,
     S3AnonymousAuth,
     S3AssumeRoleAuth,
+    S3DefaultAuth,
     S3Origin,
 )
 from backorigin.config.secrets import SecretResolver
@@ -61,7 +62,17 @@ from backorigin.errors import (
     Unauthenticated,
 )
 from backorigin.keys import validate_key
-from backorigin.types import ByteRange, Checksums, ObjectInfo, OriginRequest, OriginSpec
+from backorigin.types import (
+    AWS_PARTITION,
+    ByteRange,
+    Checksums,
+    DeploymentNeeds,
+    FunctionRole,
+    IamStatement,
+    ObjectInfo,
+    OriginRequest,
+    OriginSpec,
+)
 
 if TYPE_CHECKING:
     from botocore.credentials import CredentialProvider, Credentials, ReadOnlyCredentials
@@ -390,6 +401,39 @@ class S3Adapter(OriginAdapter[S3Origin]):
 
     config_model: ClassVar[type[S3Origin]] = S3Origin
     chunk_size: ClassVar[int] = CHUNK_SIZE
+
+    @classmethod
+    def deployment(cls, config: S3Origin, role: FunctionRole) -> DeploymentNeeds:
+        """What reading an AWS S3 bucket needs from the function's own role.
+
+        boto3 is part of the core (and of the Lambda runtime), so no package is declared.
+        The role that signs needs the access: read on the bucket and prefix with the default
+        chain, ``sts:AssumeRole`` on the role to assume. Static keys carry their own user's
+        access, and an S3-compatible store (``endpoint_url``) is not governed by IAM.
+        """
+        del role  # the same access wherever the origin is read
+        if config.endpoint_url is not None:
+            return DeploymentNeeds()
+        if isinstance(config.auth, S3AssumeRoleAuth):
+            statement = IamStatement(actions=["sts:AssumeRole"], resources=[config.auth.role_arn])
+            return DeploymentNeeds(statements=[statement])
+        if not isinstance(config.auth, S3DefaultAuth):
+            return DeploymentNeeds()
+        bucket = f"arn:{AWS_PARTITION}:s3:::{config.bucket}"
+        return DeploymentNeeds(
+            statements=[
+                IamStatement(
+                    actions=["s3:GetObject"],
+                    resources=[f"{bucket}/{config.prefix}*"],
+                    wildcard_reason=(
+                        f"reading legacy origin {config.name!r}: object keys are known only "
+                        "at run time; only its bucket and prefix are granted"
+                    ),
+                ),
+                # ListBucket: a missing key answers 404 rather than 403.
+                IamStatement(actions=["s3:ListBucket"], resources=[bucket]),
+            ]
+        )
 
     def __init__(
         self,
