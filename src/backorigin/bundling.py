@@ -13,6 +13,7 @@ __all__ = [
     "EDGE_PLAN_FORMAT",
     "BundleError",
     "bundle",
+    "deployment_needs",
     "edge_origin",
     "edge_origin_name",
     "edge_plan",
@@ -37,9 +38,9 @@ from typing import Any, Literal
 from backorigin.config import Config, load_config
 from backorigin.errors import BackoriginError
 from backorigin.plugins import adapter_plugins
-from backorigin.types import OriginRequest, OriginSpec
+from backorigin.types import DeploymentNeeds, FunctionRole, OriginRequest, OriginSpec
 
-Role = Literal["edge", "fetcher"]
+Role = FunctionRole
 Arch = Literal["x86_64", "arm64"]
 
 BAKED_DIR = "_baked"
@@ -52,15 +53,9 @@ EDGE_PLAN_FORMAT = 1
 # plan also checks that signing a probe request leaves it as it was.
 _UNSIGNED_MODES = frozenset({"anonymous", "none"})
 
-# What the edge function needs beyond the core, by origin type and auth mode: only signing
-# that cannot be done with the standard library pulls an SDK into the edge bundle. boto3 and
-# botocore come with the Lambda runtime and are not bundled for the edge.
-_EDGE_NEEDS: dict[tuple[str, str], list[str]] = {
-    ("gcs", "service_account"): ["google-auth>=2.30"],
-    ("azure", "account_key"): ["azure-storage-blob>=12.20"],
-    ("azure", "connection_string"): ["azure-storage-blob>=12.20"],
-}
-# The core packages the edge imports (the rest of the core is the fetcher's).
+# The core packages the edge imports (the rest of the core is the fetcher's). boto3 and
+# botocore come with the Lambda runtime and are not bundled for the edge; what each origin
+# needs beyond the core, its adapter declares (OriginAdapter.deployment).
 _EDGE_CORE = ("pydantic", "pyyaml", "urllib3")
 # Core dependencies only the command line uses.
 _CLI_ONLY = frozenset({"click", "rich"})
@@ -81,20 +76,6 @@ def _name(requirement: str) -> str:
     return (match.group(0) if match else requirement).lower().replace("_", "-")
 
 
-def _backorigin_requirements() -> tuple[list[str], dict[str, list[str]]]:
-    """backorigin's core requirements and those of each extra, from its own metadata."""
-    core: list[str] = []
-    extras: dict[str, list[str]] = {}
-    for line in importlib.metadata.requires("backorigin") or []:
-        requirement, _, marker = line.partition(";")
-        found = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
-        if found:
-            extras.setdefault(found.group(1), []).append(requirement.strip())
-        elif not marker.strip():
-            core.append(requirement.strip())
-    return core, extras
-
-
 def _adapter_targets(config: Config) -> dict[str, str]:
     """``type → module:Class`` for every configured origin type, built-ins included."""
     adapters: dict[str, str] = {}
@@ -106,29 +87,59 @@ def _adapter_targets(config: Config) -> dict[str, str]:
     return adapters
 
 
+def deployment_needs(config: Config, role: Role) -> dict[str, DeploymentNeeds]:
+    """What each origin needs in the ``role`` function, as its adapter declares it.
+
+    Built-in and third-party adapters alike answer through
+    :meth:`~backorigin.adapters.OriginAdapter.deployment`, a class method: no SDK is
+    imported and no secret is resolved, so this is safe at synth time.
+
+    Returns:
+        Origin name → its needs, in the config's order.
+
+    Raises:
+        RegistryError: an origin's type has no registered adapter.
+        BundleError: an adapter's declaration is not a ``DeploymentNeeds``.
+    """
+    # Deferred: the CDK construct imports this module and must not load adapters before
+    # it asks for their declarations.
+    from backorigin.adapters import adapter_class
+
+    needs: dict[str, DeploymentNeeds] = {}
+    for origin in config.origins:
+        cls = adapter_class(origin.type)
+        declared = cls.deployment(origin, role)
+        if not isinstance(declared, DeploymentNeeds):
+            raise BundleError(
+                f"{cls.__name__}.deployment() returned {declared!r}, not a DeploymentNeeds"
+            )
+        needs[origin.name] = declared
+    return needs
+
+
 def requirements_for(config: Config, role: Role) -> list[str]:
-    """The pip requirements a bundle for ``role`` needs for this config."""
-    core, extras = _backorigin_requirements()
+    """The pip requirements a bundle for ``role`` needs for this config.
+
+    backorigin's core (for the edge, only what the edge imports), what each origin's adapter
+    declares for the role, and the requirements of third-party adapters' distributions.
+    """
+    from backorigin.adapters.base import package_requirements  # deferred, as above
+
+    core = package_requirements("backorigin")[0]
     needed: list[str] = []
     if role == "edge":
         needed += [r for r in core if _name(r) in _EDGE_CORE]
-        for origin in config.origins:
-            mode = getattr(getattr(origin, "auth", None), "mode", "")
-            needed += _EDGE_NEEDS.get((origin.type, str(mode)), [])
     else:
         needed += [r for r in core if _name(r) not in _CLI_ONLY]
-        for origin in config.origins:
-            needed += extras.get(origin.type, [])
+    for declared in deployment_needs(config, role).values():
+        needed += declared.packages
     for target in _adapter_targets(config).values():
         module = target.partition(":")[0]
         if module.startswith("backorigin."):
             continue
         dist = _distribution_of(module)
         if dist is not None:
-            for line in importlib.metadata.requires(dist) or []:
-                requirement, _, marker = line.partition(";")
-                if "extra" not in marker and _name(requirement) != "backorigin":
-                    needed.append(requirement.strip())
+            needed += [r for r in package_requirements(dist)[0] if _name(r) != "backorigin"]
     unique: dict[str, str] = {}
     for requirement in needed:
         unique.setdefault(requirement, requirement)

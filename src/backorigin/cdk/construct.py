@@ -28,19 +28,26 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 from pydantic import BaseModel
 
-from backorigin.bundling import bundle, edge_origin
+from backorigin.bundling import bundle, deployment_needs, edge_origin
 from backorigin.cdk.regions import ORIGIN_SHIELD_REGIONS, nearest_origin_shield_region
 from backorigin.config import (
     Config,
-    S3Origin,
     SecretRef,
     SecretSource,
     deployability_problems,
     load_config,
 )
-from backorigin.config.origins import S3AssumeRoleAuth, S3DefaultAuth
 from backorigin.errors import BackoriginError
-from backorigin.types import PROVENANCE_HEADERS, OriginSpec
+from backorigin.types import (
+    AWS_ACCOUNT_ID,
+    AWS_PARTITION,
+    AWS_REGION,
+    AWS_URL_SUFFIX,
+    PROVENANCE_HEADERS,
+    DeploymentNeeds,
+    IamStatement,
+    OriginSpec,
+)
 
 PYTHON_VERSION = "3.12"
 EDGE_HANDLER = "backorigin.handlers.lambda_entry.edge"
@@ -727,15 +734,26 @@ class BackToOriginConstruct(Construct):
         return edge
 
     def _grant_origins(self, region: str, secret_keys: Mapping[str, kms.IKey]) -> None:
-        """Each origin grants the functions exactly what reading it needs."""
+        """Each origin grants the functions exactly what reading it needs.
+
+        Its secrets, found in its config; and the statements its adapter declares for each
+        function (the edge function's only for origins CloudFront reaches through it).
+        """
         config = self.config
         edge_names = config.edge_origin_roles().keys()
         fetcher_role = self.fetcher.role
         edge_role = self.edge_function.lambda_.role
         assert isinstance(fetcher_role, iam.Role)
         assert edge_role is not None
+        declared = {
+            "fetcher": deployment_needs(config, "fetcher"),
+            "edge": deployment_needs(config, "edge"),
+        }
         for origin in config.origins:
             at_edge = origin.name in edge_names
+            self._grant_declared(fetcher_role, declared["fetcher"][origin.name])
+            if at_edge:
+                self._grant_declared(edge_role, declared["edge"][origin.name])
             for source in _secret_sources(origin):
                 secret = source.aws_secretsmanager
                 assert secret is not None  # _check_deployable refused every other kind
@@ -766,24 +784,17 @@ class BackToOriginConstruct(Construct):
                             "Lambda@Edge runs in; only that one secret name is granted",
                         )
                     )
-            if isinstance(origin, S3Origin) and origin.endpoint_url is None:
-                for statement in _s3_origin_statements(origin):
-                    roles: list[iam.IRole] = (
-                        [fetcher_role, edge_role] if at_edge else [fetcher_role]
-                    )
-                    for role in roles:
-                        role.add_to_principal_policy(statement)
-                        for resource in statement.resources:
-                            if resource.endswith("*"):
-                                self._wildcards.append(
-                                    (
-                                        role,
-                                        resource,
-                                        f"reading legacy origin {origin.name!r}: object keys "
-                                        "are known only at run time; only its bucket and "
-                                        "prefix are granted",
-                                    )
-                                )
+
+    def _grant_declared(self, role: iam.IRole, needs: DeploymentNeeds) -> None:
+        """Grant ``role`` the statements an origin's adapter declares for it."""
+        for declared in needs.statements:
+            statement = _policy_statement(declared)
+            role.add_to_principal_policy(statement)
+            if declared.wildcard_reason is None:
+                continue  # cdk-nag's finding on a wildcard stays for the owner to judge
+            for resource in statement.resources:
+                if resource.endswith("*"):
+                    self._wildcards.append((role, resource, declared.wildcard_reason))
 
     def _create_distribution(
         self,
@@ -1231,15 +1242,33 @@ def _check_secret_keys(config: Config, keys: Mapping[str, kms.IKey]) -> None:
             )
 
 
-def _s3_origin_statements(origin: S3Origin) -> list[iam.PolicyStatement]:
-    """What reading an AWS S3 origin needs from the function's own role."""
-    if isinstance(origin.auth, S3AssumeRoleAuth):
-        return [iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[origin.auth.role_arn])]
-    if not isinstance(origin.auth, S3DefaultAuth):
-        return []  # static keys: the keys' own user needs the access
-    bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{origin.bucket}"
-    return [
-        iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/{origin.prefix}*"]),
-        # ListBucket: a missing key answers 404 rather than 403.
-        iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn]),
-    ]
+# CloudFormation pseudo parameters an IamStatement may use, and the tokens that stand for
+# them in the stack of the role that receives the statement.
+_PSEUDO_PARAMETERS = {
+    AWS_PARTITION: cdk.Aws.PARTITION,
+    AWS_REGION: cdk.Aws.REGION,
+    AWS_ACCOUNT_ID: cdk.Aws.ACCOUNT_ID,
+    AWS_URL_SUFFIX: cdk.Aws.URL_SUFFIX,
+}
+
+
+def _policy_statement(declared: IamStatement) -> iam.PolicyStatement:
+    """An adapter's declared statement as a CDK policy statement."""
+
+    def substituted(text: str) -> str:
+        for placeholder, token in _PSEUDO_PARAMETERS.items():
+            text = text.replace(placeholder, token)
+        return text
+
+    conditions: dict[str, Any] = {
+        operator: {
+            key: substituted(value) if isinstance(value, str) else [substituted(v) for v in value]
+            for key, value in keys.items()
+        }
+        for operator, keys in declared.conditions.items()
+    }
+    return iam.PolicyStatement(
+        actions=list(declared.actions),
+        resources=[substituted(resource) for resource in declared.resources],
+        conditions=conditions or None,
+    )
