@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel
 
-from backorigin.bundling import BundleError, bundle, requirements_for
-from backorigin.config import load_config
+from backorigin.adapters import ObjectStream, OriginAdapter, register_adapter
+from backorigin.bundling import BundleError, bundle, deployment_needs, requirements_for
+from backorigin.config import OriginConfig, load_config
+from backorigin.types import (
+    ByteRange,
+    DeploymentNeeds,
+    FunctionRole,
+    IamStatement,
+    ObjectInfo,
+    OriginSpec,
+)
 
 EVENTS = Path(__file__).resolve().parent / "events"
+SRC = Path(__file__).resolve().parent.parent / "src" / "backorigin"
 SECRET = "bundle-test-secret-value-51c0ffee"
 LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -161,3 +175,180 @@ def test_the_edge_bundle_carries_its_plan(edge_bundle: Path, tmp_path: Path) -> 
     assert plan["origins"]["web"]["lean"] is False  # bearer: signed by its adapter
     fetcher = bundle(load_config(HTTP_CONFIG), tmp_path / "f", role="fetcher", install=False)
     assert not (fetcher / "backorigin" / "_baked" / "edge-plan.json").exists()
+
+
+# --- what adapters declare, and that bundling and the construct read only that ----------------
+
+
+class TileOrigin(OriginConfig):
+    type: Literal["tiles"]
+    host: str
+    signed: bool = False
+    table_arn: str | None = None
+
+
+class TileAdapter(OriginAdapter[TileOrigin]):
+    """A third-party adapter defined at run time, with its own deployment declaration."""
+
+    config_model = TileOrigin
+
+    @classmethod
+    def deployment(cls, config: TileOrigin, role: FunctionRole) -> DeploymentNeeds:
+        if role == "edge":
+            return DeploymentNeeds(packages=["six>=1.16"] if config.signed else [])
+        statements = []
+        if config.table_arn is not None:
+            statements.append(IamStatement(["dynamodb:GetItem"], [config.table_arn]))
+        return DeploymentNeeds(packages=["idna>=3.7"], statements=statements)
+
+    def head(self, key: str) -> ObjectInfo:
+        raise NotImplementedError
+
+    def read(
+        self, key: str, range: ByteRange | None = None, version: str | None = None
+    ) -> ObjectStream:
+        raise NotImplementedError
+
+    def cloudfront_origin(self) -> OriginSpec:
+        return OriginSpec(domain=self.config.host)
+
+
+TABLE = "arn:aws:dynamodb:eu-west-1:123456789012:table/tiles"
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_a_third_party_declaration_is_what_bundling_uses() -> None:
+    register_adapter("tiles", TileAdapter)
+    signed = load_config(
+        "bucket: {name: abc}\norigins:\n"
+        f"  - {{name: t, type: tiles, host: tiles.example.com, signed: true, table_arn: {TABLE}}}\n"
+    )
+    plain = load_config(
+        "bucket: {name: abc}\norigins:\n  - {name: t, type: tiles, host: tiles.example.com}\n"
+    )
+    assert names(requirements_for(signed, "edge")) == {"pydantic", "pyyaml", "urllib3", "six"}
+    assert names(requirements_for(plain, "edge")) == {"pydantic", "pyyaml", "urllib3"}
+    assert {"idna", "boto3"} <= names(requirements_for(plain, "fetcher"))
+    assert "six" not in names(requirements_for(signed, "fetcher"))
+    (statement,) = deployment_needs(signed, "fetcher")["t"].statements
+    assert (statement.actions, statement.resources) == (("dynamodb:GetItem",), (TABLE,))
+    assert deployment_needs(plain, "fetcher")["t"].statements == ()
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_a_declaration_of_the_wrong_type_is_refused() -> None:
+    class Careless(TileAdapter):
+        @classmethod
+        def deployment(cls, config: TileOrigin, role: FunctionRole) -> DeploymentNeeds:
+            return ["six"]  # type: ignore[return-value]
+
+    register_adapter("tiles", Careless)
+    config = load_config(
+        "bucket: {name: abc}\norigins:\n  - {name: t, type: tiles, host: tiles.example.com}\n"
+    )
+    with pytest.raises(BundleError, match="not a DeploymentNeeds"):
+        requirements_for(config, "edge")
+
+
+def test_aws_s3_origins_declare_read_access_for_their_auth_mode() -> None:
+    config = load_config(
+        "bucket: {name: abc}\norigins:\n"
+        "  - {name: a, type: s3, bucket: old, region: eu-west-1, prefix: media/}\n"
+        "  - {name: b, type: s3, bucket: old, region: eu-west-1, auth: {mode: assume_role,"
+        " role_arn: 'arn:aws:iam::210987654321:role/reader'}}\n"
+        "  - {name: c, type: s3, bucket: old, endpoint_url: 'https://s3.example.net'}\n"
+        "  - {name: web, type: http, base_url: 'https://old.example.com/'}\n"
+        "routes: [{prefix: '', origin: web, fallback: [a, b, c]}]\n"
+    )
+    needs = deployment_needs(config, "fetcher")
+    pairs = {
+        name: {(a, r) for s in found.statements for a in s.actions for r in s.resources}
+        for name, found in needs.items()
+    }
+    assert pairs == {
+        "a": {
+            ("s3:GetObject", "arn:${AWS::Partition}:s3:::old/media/*"),
+            ("s3:ListBucket", "arn:${AWS::Partition}:s3:::old"),
+        },
+        "b": {("sts:AssumeRole", "arn:aws:iam::210987654321:role/reader")},
+        "c": set(),  # an S3-compatible store is not governed by IAM
+        "web": set(),
+    }
+    # The wildcard comes with the reason cdk-nag's acknowledgment gives.
+    (wildcard,) = (s for s in needs["a"].statements if s.resources[0].endswith("*"))
+    assert wildcard.wildcard_reason is not None
+    assert "only its bucket and prefix" in wildcard.wildcard_reason
+
+
+def test_iam_statements_refuse_a_bare_string() -> None:
+    with pytest.raises(TypeError):
+        IamStatement("s3:GetObject", ["arn:aws:s3:::b/*"])
+    with pytest.raises(ValueError, match="at least one"):
+        IamStatement(["s3:GetObject"], [])
+
+
+# Built-in origin types, from backorigin's own entry points, and every config class of them.
+BUILTIN_TYPES = {
+    ep.name
+    for ep in importlib.metadata.distribution("backorigin").entry_points
+    if ep.group == "backorigin.adapters"
+}
+DEPLOYMENT_CODE = [SRC / "bundling.py", SRC / "cdk" / "construct.py"]
+
+
+def _builtin_config_classes() -> set[str]:
+    import backorigin.config.origins as origins
+
+    shared = {"OriginConfig", "AuthMode", "Strict"}
+    return {
+        name
+        for name, value in vars(origins).items()
+        if isinstance(value, type)
+        and value.__module__ == origins.__name__
+        and issubclass(value, BaseModel)
+        and name not in shared
+    }
+
+
+@pytest.mark.parametrize("path", DEPLOYMENT_CODE, ids=lambda p: p.name)
+def test_deployment_code_names_no_origin_type(path: Path) -> None:
+    """Bundling and the construct know adapters only through their declarations."""
+    assert {"gcs", "azure", "http", "s3"} <= BUILTIN_TYPES
+    classes = _builtin_config_classes()
+    assert {"S3Origin", "GcsServiceAccountAuth", "AzureAccountKeyAuth"} <= classes
+    builtin_modules = {f"backorigin.adapters.{name}" for name in BUILTIN_TYPES}
+    tree = ast.parse(path.read_text(), str(path))
+    # The CDK's own classes may share a name (aws_cloudfront_origins.HttpOrigin).
+    cdk_modules = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and ((node.module or "") if isinstance(node, ast.ImportFrom) else "").startswith("aws_cdk")
+        for alias in node.names
+    }
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in BUILTIN_TYPES:
+            found.append(f"line {node.lineno}: the string {node.value!r}")
+        elif isinstance(node, ast.Name) and node.id in classes:
+            found.append(f"line {node.lineno}: {node.id}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in classes
+            and not (isinstance(node.value, ast.Name) and node.value.id in cdk_modules)
+        ):
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if module in builtin_modules or module == "backorigin.config.origins":
+                found.append(f"line {node.lineno}: from {module} import ...")
+            found += [
+                f"line {node.lineno}: imports {a.name}" for a in node.names if a.name in classes
+            ]
+        elif isinstance(node, ast.Import):
+            found += [
+                f"line {node.lineno}: import {a.name}"
+                for a in node.names
+                if a.name in builtin_modules
+            ]
+    assert not found, f"{path.name} names origin types: {found}"

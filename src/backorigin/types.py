@@ -283,10 +283,14 @@ class DeploymentNeeds:
         packages: pip requirements (``"PyJWT>=2.8"``) installed into the function's bundle
             for the Lambda platform.
         statements: IAM statements granted to the function's role.
+        reads_secrets: Whether the function resolves the secrets the origin's config
+            references. The construct then grants it ``secretsmanager:GetSecretValue`` on
+            each (and ``kms:Decrypt`` through Secrets Manager with a customer-managed key).
     """
 
     packages: Sequence[str] = ()
     statements: Sequence[IamStatement] = ()
+    reads_secrets: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.packages, str):

@@ -18,6 +18,8 @@ from cdk_support import (
     VARIANT_NAMES,
     Run,
     Synthesized,
+    grants,
+    role_statements,
     zipped_size,
 )
 
@@ -159,3 +161,37 @@ def test_custom_adapter_package_is_bundled(apps: dict[str, Synthesized]) -> None
         assert (bundle / "backorigin_directory" / "__init__.py").is_file()
         facts = json.loads((bundle / "backorigin" / "_baked" / "bundle.json").read_text())
         assert facts["adapters"] == {"directory": "backorigin_directory:DirectoryAdapter"}
+
+
+# What the example's adapter declares (examples/custom-adapter/directory-origin.yaml).
+JWT_KEY = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:media/jwt-key-Xy12Ab"
+FILE_SYSTEM = "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/fs-0123456789abcdef0"
+
+
+def test_custom_adapter_declares_a_package_for_the_edge_only(
+    apps: dict[str, Synthesized],
+) -> None:
+    app = apps["custom-adapter"]
+    edge = app.asset_of(EDGE_HANDLER)
+    fetcher = app.asset_of(FETCHER_HANDLER)
+    # PyJWT, from the adapter's `edge` extra: installed for the Lambda platform, importable.
+    assert (edge / "jwt" / "api_jwt.py").is_file()
+    assert any(p.name.lower().startswith("pyjwt-") for p in edge.glob("*.dist-info"))
+    code = f"import sys; sys.path.insert(0, {str(edge)!r}); import jwt; print(jwt.__file__)"
+    probe = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    )
+    assert probe.stdout.strip() == str(edge / "jwt" / "__init__.py")
+    # The fetcher reads the disk and never signs: the package is not in its bundle.
+    assert not (fetcher / "jwt").exists()
+
+
+def test_custom_adapter_declares_iam_for_the_fetcher_only(apps: dict[str, Synthesized]) -> None:
+    app = apps["custom-adapter"]
+    edge = grants(role_statements(app.template_json(app.edge_stack_name), EDGE_HANDLER))
+    fetcher = grants(role_statements(app.template_json(), FETCHER_HANDLER))
+    assert ("elasticfilesystem:ClientMount", FILE_SYSTEM) in fetcher
+    assert not {action for action, _ in edge} & {"elasticfilesystem:ClientMount"}
+    # The edge signs with the key; the fetcher declared that it resolves no secret.
+    assert ("secretsmanager:GetSecretValue", JWT_KEY) in edge
+    assert not {action for action, _ in fetcher} & {"secretsmanager:GetSecretValue"}

@@ -750,19 +750,21 @@ class BackToOriginConstruct(Construct):
             "edge": deployment_needs(config, "edge"),
         }
         for origin in config.origins:
-            at_edge = origin.name in edge_names
-            self._grant_declared(fetcher_role, declared["fetcher"][origin.name])
-            if at_edge:
-                self._grant_declared(edge_role, declared["edge"][origin.name])
+            fetcher_needs = declared["fetcher"][origin.name]
+            edge_needs = declared["edge"][origin.name] if origin.name in edge_names else None
+            self._grant_declared(fetcher_role, fetcher_needs)
+            if edge_needs is not None:
+                self._grant_declared(edge_role, edge_needs)
             for source in _secret_sources(origin):
                 secret = source.aws_secretsmanager
                 assert secret is not None  # _check_deployable refused every other kind
                 key = secret_keys.get(secret)
-                # The fetcher resolves a name in its own region.
-                fetcher_role.add_to_principal_policy(_read_secret(self, secret, region))
-                if key is not None:
-                    fetcher_role.add_to_principal_policy(_decrypt_secret(key, secret, region))
-                if not at_edge:
+                if fetcher_needs.reads_secrets:
+                    # The fetcher resolves a name in its own region.
+                    fetcher_role.add_to_principal_policy(_read_secret(self, secret, region))
+                    if key is not None:
+                        fetcher_role.add_to_principal_policy(_decrypt_secret(key, secret, region))
+                if edge_needs is None or not edge_needs.reads_secrets:
                     continue
                 # Lambda@Edge resolves a name in whichever region it runs in.
                 statement = _read_secret(self, secret, "*")

@@ -4,21 +4,58 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import time
 from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from pydantic import Field
+
 from backorigin.adapters import ObjectStream, OriginAdapter
-from backorigin.config import OriginConfig
+from backorigin.adapters.base import extra_requirements
+from backorigin.config import OriginConfig, SecretRef
+from backorigin.config.origins import AuthMode
 from backorigin.errors import NotSupported, ObjectNotFound, PreconditionFailed
 from backorigin.keys import validate_key
-from backorigin.types import ByteRange, ObjectInfo, OriginSpec
+from backorigin.types import (
+    ByteRange,
+    DeploymentNeeds,
+    FunctionRole,
+    IamStatement,
+    ObjectInfo,
+    OriginRequest,
+    OriginSpec,
+)
 
-__all__ = ["DirectoryAdapter", "DirectoryOrigin"]
+__all__ = ["DirectoryAdapter", "DirectoryJwtAuth", "DirectoryNoAuth", "DirectoryOrigin"]
 
 _CHUNK = 1024 * 1024
+DISTRIBUTION = "backorigin-directory"
+"""This package's distribution name: its ``edge`` extra lists what the edge function needs."""
+
+
+class DirectoryNoAuth(AuthMode):
+    """The web server serves anyone (the default)."""
+
+    mode: Literal["none"] = "none"
+
+
+class DirectoryJwtAuth(AuthMode):
+    """CloudFront's requests carry ``Authorization: Bearer <JWT>``, signed with HS256.
+
+    The web server checks the token (nginx's ``auth_jwt``, a small verifier, …), so only
+    CloudFront is served. The edge function signs each request with PyJWT; the fetcher reads
+    the disk and needs neither the key nor PyJWT.
+    """
+
+    mode: Literal["jwt"]
+    key: SecretRef
+    lifetime: int = Field(default=300, ge=30, le=3600, description="Seconds a token is valid.")
+
+
+DirectoryAuth = Annotated[DirectoryNoAuth | DirectoryJwtAuth, Field(discriminator="mode")]
 
 
 class DirectoryOrigin(OriginConfig):
@@ -27,6 +64,15 @@ class DirectoryOrigin(OriginConfig):
     type: Literal["directory"]
     root: str
     public_url: str
+    auth: DirectoryAuth = Field(default_factory=DirectoryNoAuth)
+    file_system_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:elasticfilesystem:[a-z0-9-]+:\d{12}:file-system/fs-[0-9a-f]+$",
+        description="The EFS file system mounted at root in the fetcher, when it is one.",
+    )
+
+    def cloudfront_urls(self) -> dict[str, str]:
+        return {"public_url": self.public_url}
 
 
 def _token(stat: os.stat_result) -> str:
@@ -38,6 +84,29 @@ class DirectoryAdapter(OriginAdapter[DirectoryOrigin]):
     """Reads files below ``root``; CloudFront fetches them from ``public_url``."""
 
     config_model = DirectoryOrigin
+
+    @classmethod
+    def deployment(cls, config: DirectoryOrigin, role: FunctionRole) -> DeploymentNeeds:
+        """PyJWT (and the signing key) at the edge when it signs; EFS mount rights for the fetcher.
+
+        The packages come from this distribution's ``edge`` extra, so their versions are
+        written once, in ``pyproject.toml``. ``elasticfilesystem:ClientMount`` is what a
+        Lambda function mounting the file system with IAM authorization needs for read
+        access; attaching the file system to the fetcher (VPC, access point) is the app's.
+        """
+        if role == "edge":
+            if isinstance(config.auth, DirectoryJwtAuth):
+                return DeploymentNeeds(
+                    packages=extra_requirements("edge", distribution=DISTRIBUTION)
+                )
+            return DeploymentNeeds()
+        # The fetcher reads the disk: it never resolves the signing key.
+        if config.file_system_arn is None:
+            return DeploymentNeeds(reads_secrets=False)
+        mount = IamStatement(
+            actions=["elasticfilesystem:ClientMount"], resources=[config.file_system_arn]
+        )
+        return DeploymentNeeds(statements=[mount], reads_secrets=False)
 
     def _path(self, key: str) -> Path:
         relative = validate_key(self.config.prefix + validate_key(key))
@@ -108,6 +177,19 @@ class DirectoryAdapter(OriginAdapter[DirectoryOrigin]):
                 key = full[len(origin_prefix) :]
                 if key.startswith(prefix):
                     yield self._info(key, Path(directory, name).stat())
+
+    def sign(self, request: OriginRequest) -> OriginRequest:
+        """Add a short-lived JWT naming the request's path, when ``auth`` is ``jwt``."""
+        auth = self.config.auth
+        if not isinstance(auth, DirectoryJwtAuth):
+            return request
+        import jwt  # only the edge signs: the fetcher's bundle does not carry PyJWT
+
+        now = int(time.time())
+        claims = {"sub": request.uri, "iat": now, "exp": now + auth.lifetime}
+        key = self.secrets.resolve(auth.key).get_secret_value()
+        token = jwt.encode(claims, key, algorithm="HS256")
+        return request.with_headers({"authorization": f"Bearer {token}"})
 
     def cloudfront_origin(self) -> OriginSpec:
         parts = urlsplit(self.config.public_url)
