@@ -113,14 +113,14 @@ def test_fetch_prints_a_line_per_key_and_exit_status(
     result = fetch(str(config_file), "cli/a.txt", "cli/b.txt")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split("\t")[:2] for line in lines] == [
+    assert [line.split()[:2] for line in lines] == [
         ["cli/a.txt", "copied"],
         ["cli/b.txt", "copied"],
     ]
     assert stored(s3_client, bucket, "cli/b.txt") == b"bravo"
     again = fetch(str(config_file), "cli/a.txt", "cli/missing.txt")
     assert again.returncode == 1
-    outcomes = [line.split("\t")[1] for line in again.stdout.splitlines()]
+    outcomes = [line.split()[1] for line in again.stdout.splitlines()]
     assert outcomes == ["exists", "not_found"]
     assert "not found at web" in again.stdout
 
@@ -153,7 +153,7 @@ def test_eight_processes_read_the_origin_once(
     outcomes = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
-        outcomes.append(out.split("\t")[1] if out else f"no output: {err}")
+        outcomes.append(out.split()[1] if out else f"no output: {err}")
     assert outcomes.count("copied") == 1, outcomes
     assert set(outcomes) <= {"copied", "in_progress", "exists"}, outcomes
     assert origin.bytes_served(key) == len(data)
@@ -194,7 +194,7 @@ def test_a_killed_copy_resumes_without_rereading_finished_parts(
     wait_for_lease_expiry(s3_client, bucket, key)
     result = fetch(str(config_file), key)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.split("\t")[1] == "copied"
+    assert result.stdout.split()[1] == "copied"
     assert stored(s3_client, bucket, key) == data
     # Parts 1-3 were read by the killed copier, parts 4-6 by the resumed one: once each.
     assert origin.bytes_served(key) == len(data)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_INVALID", "config_argument", "load_or_exit", "s3_overrides", "setup_logging"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "bucket_client_or_exit",
+    "concurrency_option",
+    "config_argument",
+    "load_or_exit",
+    "local_option",
+    "s3_overrides",
+    "setup_logging",
+    "use_local_serve",
+]
 
 import logging
 import sys
@@ -14,6 +25,7 @@ import click
 from backorigin.config import Config, load_config
 from backorigin.errors import ConfigError
 
+EXIT_FAILED = 1
 EXIT_INVALID = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,3 +83,126 @@ def setup_logging(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+
+
+def concurrency_option(*, default: int, help: str) -> Callable[[F], F]:
+    """``-j/--concurrency N``, the one name every command uses for work done at once.
+
+    ``--jobs`` (fetch's former name) is still accepted, hidden from the help.
+    """
+
+    def from_jobs(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+        if value is not None:
+            ctx.params["concurrency"] = value
+
+    def resolve(ctx: click.Context, _param: click.Parameter, value: int | None) -> int:
+        if value is not None:
+            return value
+        found: int = ctx.params.get("concurrency", default)
+        return found
+
+    def decorate(function: F) -> F:
+        number = click.IntRange(1, 1024)
+        function = click.option(
+            "--jobs", type=number, hidden=True, expose_value=False, callback=from_jobs
+        )(function)
+        decorated: F = click.option(
+            "--concurrency",
+            "-j",
+            type=number,
+            default=None,
+            callback=resolve,
+            help=f"{help}  [default: {default}]",
+        )(function)
+        return decorated
+
+    return decorate
+
+
+def local_option(function: F) -> F:
+    """``--local``: use the bucket of the ``backorigin serve`` running this config."""
+    decorated: F = click.option(
+        "--local",
+        is_flag=True,
+        help="Write to the bucket of the `backorigin serve` running CONFIG (its embedded S3 "
+        "server too, credentials included); no --s3-endpoint or AWS_* variables needed.",
+    )(function)
+    return decorated
+
+
+def use_local_serve(
+    config_path: str, config: Config, *, bucket: str | None, s3_endpoint: str | None = None
+) -> tuple[Config, dict[str, str]]:
+    """The config pointed at the bucket a running ``serve`` of ``config_path`` serves.
+
+    Returns:
+        The config and the S3 client options (the embedded server's credentials, if any).
+    """
+    from backorigin.local.state import find_serve_state, serve_state_path
+
+    if bucket or s3_endpoint:
+        raise click.UsageError(
+            "--local takes the bucket and endpoint from serve; drop --bucket and --s3-endpoint"
+        )
+    state = find_serve_state(config_path)
+    if state is None:
+        click.echo(
+            f"--local: no `backorigin serve {config_path}` is running (it would have written "
+            f"{serve_state_path(config_path)}); start it first, or give --s3-endpoint",
+            err=True,
+        )
+        sys.exit(EXIT_INVALID)
+    options: dict[str, str] = {}
+    if state.access_key and state.secret_key:
+        options = {"aws_access_key_id": state.access_key, "aws_secret_access_key": state.secret_key}
+    return s3_overrides(config, bucket=state.bucket, endpoint_url=state.endpoint), options
+
+
+def bucket_client_or_exit(config: Config, client_options: dict[str, str], *, workers: int) -> Any:
+    """An S3 client for the config's bucket, checked once before any work starts.
+
+    A HeadBucket call proves the credentials, the endpoint and the bucket, so a missing
+    credential is one clear message up front rather than one failure per key.
+    """
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
+
+    from backorigin.transfer.bucket import make_s3_client
+
+    bucket = config.bucket
+    where = f" at {bucket.endpoint_url}" if bucket.endpoint_url else ""
+    s3 = make_s3_client(
+        bucket,
+        max_pool_connections=workers + config.transfer.concurrency + 4,
+        **client_options,
+    )
+    try:
+        s3.head_bucket(Bucket=str(bucket.name))
+    except NoCredentialsError:
+        problem = (
+            "no AWS credentials were found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY; for the bucket of a running `backorigin serve`, add --local)"
+        )
+    except EndpointConnectionError:
+        problem = "S3 does not answer there (is the endpoint right, and the server running?)"
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404:
+            problem = "the bucket does not exist"
+        elif status in (401, 403):
+            problem = (
+                f"access is denied (HTTP {status}): the credentials are wrong, or lack "
+                "s3:ListBucket on the bucket (needed to tell a missing object from a forbidden one)"
+            )
+        else:
+            problem = f"HeadBucket failed: {exc}"
+    except BotoCoreError as exc:
+        problem = str(exc)
+    else:
+        return s3
+    click.echo(f"cannot use bucket {bucket.name}{where}: {problem}", err=True)
+    sys.exit(EXIT_FAILED)

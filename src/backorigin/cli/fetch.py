@@ -10,22 +10,37 @@ from typing import TYPE_CHECKING
 
 import click
 
-from backorigin.cli.common import config_argument, load_or_exit, s3_overrides, setup_logging
-from backorigin.config.units import format_size
+from backorigin.cli.common import (
+    bucket_client_or_exit,
+    concurrency_option,
+    config_argument,
+    load_or_exit,
+    local_option,
+    s3_overrides,
+    setup_logging,
+    use_local_serve,
+)
+from backorigin.config.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from backorigin.transfer import CopyResult
 
+_OUTCOME_WIDTH = len("in_progress")  # the longest outcome name
+_SIZE_WIDTH = len("1023.9 GiB")
 
-def _line(result: CopyResult) -> str:
-    rate = ""
-    if result.bytes and result.seconds > 0:
-        rate = f" ({result.bytes / result.seconds / 1e6:.1f} MB/s)"
-    reason = f"  {result.reason}" if result.reason and not result.outcome.ok else ""
-    return (
-        f"{result.key}\t{result.outcome.value}\t{format_size(result.bytes)}"
-        f"\t{result.seconds:.2f}s{rate}{reason}"
+
+def _line(result: CopyResult, key_width: int) -> str:
+    """One aligned row: key, outcome, size, seconds, rate (when there is one), reason."""
+    rate = format_rate(result.bytes, result.seconds)
+    line = (
+        f"{result.key:<{key_width}}  {result.outcome.value:<{_OUTCOME_WIDTH}}  "
+        f"{format_size(result.bytes):>{_SIZE_WIDTH}}  {result.seconds:6.2f}s"
     )
+    if rate is not None:
+        line += f" ({rate})"
+    if result.reason and not result.outcome.ok:
+        line += f"  {result.reason}"
+    return line.rstrip()
 
 
 @click.command()
@@ -33,32 +48,44 @@ def _line(result: CopyResult) -> str:
 @click.argument("keys", nargs=-1, required=True)
 @click.option("--bucket", help="Bucket name (overrides bucket.name).")
 @click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
-@click.option("--jobs", "-j", default=1, show_default=True, help="Keys copied at once.")
+@local_option
+@concurrency_option(default=1, help="Keys copied at once.")
 @click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
 def fetch(
     config: str,
     keys: tuple[str, ...],
     bucket: str | None,
     s3_endpoint: str | None,
-    jobs: int,
+    local: bool,
+    concurrency: int,
     verbose: int,
 ) -> None:
     """Copy KEYS from their origins into the bucket now.
 
-    Prints one line per key: key, outcome (copied, exists, in_progress, not_found, too_large,
-    failed), bytes, seconds and, when it did not succeed, why. Exits 0 when every key ended
-    copied or exists, 1 otherwise. S3 credentials and region follow boto3's usual chain.
+    Prints one aligned line per key: key, outcome (copied, exists, in_progress, not_found,
+    too_large, failed), size, seconds, the rate and, when it did not succeed, why. Exits 0
+    when every key ended copied or exists, 1 otherwise. S3 credentials and region follow
+    boto3's usual chain; with --local, those of the `backorigin serve` running CONFIG.
     """
     from backorigin.transfer import CopyEngine  # deferred: boto3 is slow to import
 
     setup_logging(verbose)
-    loaded = s3_overrides(load_or_exit(config), bucket=bucket, endpoint_url=s3_endpoint)
-    engine = CopyEngine(loaded)
+    loaded = load_or_exit(config)
+    client_options: dict[str, str] = {}
+    if local:
+        loaded, client_options = use_local_serve(
+            config, loaded, bucket=bucket, s3_endpoint=s3_endpoint
+        )
+    else:
+        loaded = s3_overrides(loaded, bucket=bucket, endpoint_url=s3_endpoint)
+    s3 = bucket_client_or_exit(loaded, client_options, workers=concurrency)
+    engine = CopyEngine(loaded, s3_client=s3)
+    width = max(len(key) for key in keys)
     ok = True
     try:
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
+        with ThreadPoolExecutor(concurrency) as pool:
             for result in pool.map(engine.copy, keys):
-                click.echo(_line(result))
+                click.echo(_line(result, width))
                 ok = ok and result.outcome.ok
     finally:
         engine.close()

@@ -17,12 +17,16 @@ from urllib.parse import urlsplit
 import click
 
 from backorigin.cli.common import (
+    bucket_client_or_exit,
+    concurrency_option,
     config_argument,
     load_or_exit,
+    local_option,
     s3_overrides,
     setup_logging,
+    use_local_serve,
 )
-from backorigin.config.units import format_size
+from backorigin.config.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,12 +60,8 @@ _LEGACY_SQS_HOST = re.compile(r"^([a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?$")
     metavar="[PREFIX]",
     help="List the origins for every viewer key under PREFIX (all keys without one).",
 )
-@click.option(
-    "--concurrency",
-    "-j",
+@concurrency_option(
     default=16,
-    show_default=True,
-    type=click.IntRange(1, 1024),
     help="Keys copied at once (local) or SendMessageBatch calls in flight (--queue-url).",
 )
 @click.option("--queue-url", help="Enqueue copy jobs to this SQS queue instead of copying.")
@@ -73,6 +73,7 @@ _LEGACY_SQS_HOST = re.compile(r"^([a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?$")
 )
 @click.option("--bucket", help="Bucket name (overrides bucket.name).")
 @click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
+@local_option
 @click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
 def prewarm(
     config: str,
@@ -84,6 +85,7 @@ def prewarm(
     failed_out: str | None,
     bucket: str | None,
     s3_endpoint: str | None,
+    local: bool,
     verbose: int,
 ) -> None:
     """Copy every key of a key list, or every object the origins list, into the bucket.
@@ -93,7 +95,10 @@ def prewarm(
     Routes, rewrites and fallbacks apply as on the serving path: listed origin keys are
     mapped back to the viewer keys that reach them.
 
-    Locally, --concurrency workers copy through the copy engine with a live progress bar. An
+    Locally, --concurrency workers copy through the copy engine, with a live progress bar on
+    a terminal (plain lines every few seconds otherwise); the bucket and the credentials are
+    checked once before the first copy. --local copies into the bucket of the `backorigin
+    serve` running CONFIG. An
     object already in S3 is skipped after one S3 HEAD, so running the command again after an
     interruption continues where it stopped; with --list, a copy whose size or origin version
     differs from the listing is reported as stale (never overwritten). A summary follows; the
@@ -111,7 +116,14 @@ def prewarm(
     if keys_file and failed_out and _same_file(keys_file, failed_out):
         raise click.UsageError("--failed-out must not be the --keys file (it is rewritten)")
     loaded = load_or_exit(config)
-    if (queue_url is None and not dry_run) or bucket or s3_endpoint:
+    client_options: dict[str, str] = {}
+    if local:
+        if queue_url is not None:
+            raise click.UsageError("--local copies here; it cannot be used with --queue-url")
+        loaded, client_options = use_local_serve(
+            config, loaded, bucket=bucket, s3_endpoint=s3_endpoint
+        )
+    elif (queue_url is None and not dry_run) or bucket or s3_endpoint:
         loaded = s3_overrides(loaded, bucket=bucket, endpoint_url=s3_endpoint)
     err = _console(stderr=True)
     out = _console(stderr=False)
@@ -123,7 +135,9 @@ def prewarm(
                 loaded, keys_file, list_prefix, queue_url, concurrency, failed, out, err
             )
         else:
-            status = _local(loaded, keys_file, list_prefix, concurrency, failed, out, err)
+            status = _local(
+                loaded, client_options, keys_file, list_prefix, concurrency, failed, out, err
+            )
     if failed.count and failed_out:
         err.print(
             f"{failed.count} key(s) to retry written to {failed_out} "
@@ -138,6 +152,7 @@ def prewarm(
 
 def _local(
     config: Config,
+    client_options: dict[str, str],
     keys_file: str | None,
     list_prefix: str | None,
     concurrency: int,
@@ -147,12 +162,10 @@ def _local(
 ) -> int:
     from backorigin.prewarm import LocalPrewarm, Outcome, Walk
     from backorigin.transfer import CopyEngine
-    from backorigin.transfer.bucket import make_s3_client
 
-    # One client for every worker and every part upload, pooled to match.
-    s3 = make_s3_client(
-        config.bucket, max_pool_connections=concurrency + config.transfer.concurrency + 4
-    )
+    # One client for every worker and every part upload, pooled to match; checked once here,
+    # so missing credentials stop the run before the first key instead of failing each.
+    s3 = bucket_client_or_exit(config, client_options, workers=concurrency)
     engine = CopyEngine(config, s3_client=s3)
     walk = Walk(config, engine.adapter, list_prefix) if list_prefix is not None else None
     progress = _progress(err)
@@ -377,8 +390,17 @@ def _console(*, stderr: bool) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+PLAIN_PROGRESS_SECONDS = 10.0
+"""Without a terminal, how often a plain progress line is printed."""
+
+
 def _progress(console: Console, *, with_bytes: bool = True) -> Progress:
-    """Objects done of total, bytes copied, objects/s and MB/s, ETA."""
+    """Objects done of total, bytes copied, objects/s and the byte rate, ETA.
+
+    A live bar on a terminal; otherwise (a log file, a pipe, CI) no live display, whose
+    redrawn lines would pile up and wrap there, but a plain line every
+    :data:`PLAIN_PROGRESS_SECONDS`.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -389,18 +411,47 @@ def _progress(console: Console, *, with_bytes: bool = True) -> Progress:
     )
     from rich.text import Text
 
+    def rates(task: Task) -> str:
+        elapsed = task.elapsed or 0.0
+        per_second = task.completed / elapsed if elapsed > 0 else 0.0
+        if not with_bytes:
+            return f"{per_second:7.1f}/s"
+        copied = int(task.fields.get("bytes", 0))
+        rate = format_rate(copied, elapsed) or "-"
+        return f"{format_size(copied):>9} {per_second:6.0f} obj/s {rate:>10}"
+
     class Rates(ProgressColumn):
         def render(self, task: Task) -> Text:
-            elapsed = task.elapsed or 0.0
-            copied = int(task.fields.get("bytes", 0))
-            per_second = task.completed / elapsed if elapsed > 0 else 0.0
-            mb_per_second = copied / elapsed / 1e6 if elapsed > 0 else 0.0
-            if not with_bytes:
-                return Text(f"{per_second:7.1f}/s")
-            return Text(
-                f"{format_size(copied):>9} {per_second:6.0f} obj/s {mb_per_second:6.1f} MB/s"
-            )
+            return Text(rates(task))
 
+    class PlainLines(Progress):
+        def __init__(self) -> None:
+            super().__init__(console=console, disable=True)
+            self._stop = threading.Event()
+            self._reporter = threading.Thread(target=self._report, daemon=True)
+
+        def __enter__(self) -> PlainLines:
+            self._reporter.start()
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._stop.set()
+            self._reporter.join()
+
+        def _report(self) -> None:
+            while not self._stop.wait(PLAIN_PROGRESS_SECONDS):
+                for task in self.tasks:
+                    total = f"/{task.total:.0f}" if task.total is not None else ""
+                    console.print(
+                        f"{task.description}: {task.completed:.0f}{total} "
+                        f"{' '.join(rates(task).split())}",
+                        highlight=False,
+                        markup=False,
+                        soft_wrap=True,
+                    )
+
+    if not console.is_terminal:
+        return PlainLines()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(bar_width=24),
@@ -416,9 +467,10 @@ def _progress(console: Console, *, with_bytes: bool = True) -> Progress:
 
 
 def _rate(count: int, nbytes: int, elapsed: float) -> tuple[str, str]:
+    """Objects per second and the byte rate (``-`` when there is none to state)."""
     if elapsed <= 0:
         return "-", "-"
-    return f"{count / elapsed:.1f}", f"{nbytes / elapsed / 1e6:.1f}"
+    return f"{count / elapsed:.1f}", format_rate(nbytes, elapsed) or "-"
 
 
 def _local_summary(
@@ -458,11 +510,11 @@ def _local_summary(
         ):
             continue  # rare; shown only when they happened
         table.add_row(label, str(tally.counts[status]))
-    per_second, mb_per_second = _rate(tally.done, tally.bytes, elapsed)
+    per_second, byte_rate = _rate(tally.done, tally.bytes, elapsed)
     table.add_row("bytes", f"{tally.bytes} ({format_size(tally.bytes)})")
     table.add_row("seconds", f"{elapsed:.1f}")
     table.add_row("objects/s", per_second)
-    table.add_row("MB/s", mb_per_second)
+    table.add_row("rate", byte_rate)
     if walk is not None:
         table.add_row("listed at the origins", str(walk.listed))
         table.add_row("unreachable (skipped)", str(walk.unreachable))

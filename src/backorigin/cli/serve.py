@@ -5,8 +5,10 @@ from __future__ import annotations
 __all__ = ["serve"]
 
 import logging
+import os
 import secrets
 import sys
+from pathlib import Path
 
 import click
 
@@ -45,6 +47,9 @@ DEFAULT_BUCKET = "backorigin-local"
     help="Show viewers the copies' x-amz-meta-backorigin-* metadata (removed by default, as "
     "the deployed distribution does).",
 )
+@click.option(
+    "--verbose", "-v", count=True, help="More log output: -v every backorigin logger, -vv debug."
+)
 def serve(
     config: str,
     host: str,
@@ -55,6 +60,7 @@ def serve(
     default_root_object: str,
     strict_origins: bool,
     expose_provenance: bool,
+    verbose: int,
 ) -> None:
     """Serve CONFIG locally the way CloudFront would, with the real edge and fetcher code.
 
@@ -63,13 +69,20 @@ def serve(
     copies the object into the bucket so the next request is served from it. Ctrl-C stops and
     prints what was served and copied; GET /.backorigin/status shows the same counts as JSON
     while it runs (this server only: the deployed distribution has no such endpoint).
+
+    While it runs, `backorigin fetch --local CONFIG KEY...` and `backorigin prewarm --local
+    CONFIG ...` copy into the same bucket (the embedded S3 server's credentials included).
     """
     from backorigin.local import LocalCloudFront
     from backorigin.local.embedded_s3 import EmbeddedS3, EmbeddedS3Error
+    from backorigin.local.state import ServeState, remove_serve_state, write_serve_state
     from backorigin.transfer.bucket import make_s3_client
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("backorigin.local").setLevel(logging.INFO)
+    level = logging.DEBUG if verbose > 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("backorigin" if verbose else "backorigin.local").setLevel(
+        min(level, logging.INFO)
+    )
     loaded = load_or_exit(config)
     embedded: EmbeddedS3 | None = None
     endpoint = s3_endpoint or loaded.bucket.endpoint_url
@@ -106,12 +119,26 @@ def serve(
             strict_origins=strict_origins,
             expose_provenance=expose_provenance,
         )
+        state = ServeState(
+            config=str(Path(config).resolve()),
+            pid=os.getpid(),
+            url=f"http://{host}:{port}",
+            bucket=loaded.bucket.name,
+            endpoint=str(loaded.bucket.endpoint_url),
+            access_key=client_options.get("aws_access_key_id"),
+            secret_key=client_options.get("aws_secret_access_key"),
+        )
+        write_serve_state(state)
         click.echo(
             f"backorigin serving http://{host}:{port} (bucket {loaded.bucket.name} at "
-            f"{endpoint}); Ctrl-C stops",
+            f"{endpoint}); Ctrl-C stops\n"
+            f"copy into it now: backorigin fetch --local {config} KEY...",
             err=True,
         )
-        server.run()
+        try:
+            server.run()
+        finally:
+            remove_serve_state(state)
         click.echo(server.stats().summary(), err=True)
     finally:
         if embedded is not None:

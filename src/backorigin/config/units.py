@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ByteSize", "Duration", "format_size", "parse_duration", "parse_size"]
+__all__ = [
+    "ByteSize",
+    "Duration",
+    "format_rate",
+    "format_size",
+    "parse_duration",
+    "parse_size",
+]
 
 import re
 from typing import Annotated, Any
@@ -79,6 +86,22 @@ def format_size(size: float) -> str:
         if abs(size) < 1024 or unit == "TiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_rate(nbytes: float, seconds: float) -> str | None:
+    """Render a transfer rate with a decimal unit, e.g. ``10.4 MB/s`` or ``512 B/s``.
+
+    The unit follows the size, so a small copy reads ``36.0 KB/s`` rather than ``0.0 MB/s``.
+    None when nothing was moved or no time was measured: there is no rate to state.
+    """
+    if nbytes <= 0 or seconds <= 0:
+        return None
+    rate = nbytes / seconds
+    for unit in ("B/s", "KB/s", "MB/s", "GB/s"):
+        if rate < 1000 or unit == "GB/s":
+            return f"{rate:.0f} {unit}" if unit == "B/s" else f"{rate:.1f} {unit}"
+        rate /= 1000
     raise AssertionError("unreachable")
 
 
