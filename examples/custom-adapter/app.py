@@ -2,9 +2,11 @@
 
 Install the adapter package next to backorigin first (``pip install ./examples/custom-adapter``):
 its entry point makes ``type: directory`` valid, and the construct bundles the package into
-both Lambda functions. CloudFront reaches the files through the web server at ``public_url``;
-the fetcher reads them from ``root``, so in a real deployment that directory must be
-reachable from the fetcher (for example an EFS file system mounted at ``root``).
+both Lambda functions, with what the adapter declares for each: PyJWT for the edge function,
+which signs CloudFront's requests to the web server at ``public_url``, and
+``elasticfilesystem:ClientMount`` on ``file_system_arn`` for the fetcher, which reads the
+files from ``root``. In a real deployment that directory must be reachable from the fetcher
+(the EFS file system mounted at ``root``; attaching it is the app's part).
 
     python app.py                          # synthesize into cdk.out without the CDK CLI
     cdk deploy --app "python app.py" --all # deploy (the edge function's stack is in us-east-1)
