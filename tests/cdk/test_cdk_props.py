@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aws_cdk import App, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
@@ -147,6 +149,40 @@ def test_the_root_object_cannot_be_empty() -> None:
 def test_an_invalid_config_file_names_the_problem() -> None:
     with pytest.raises(ConfigError, match="origins"):
         BackToOriginConstruct(stack(), "Migration", config="bucket: {name: media-new}\n")
+
+
+def test_a_missing_relative_config_names_its_absolute_path_and_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for given in ("backorigin.yaml", Path("conf") / "backorigin.yaml"):
+        with pytest.raises(ConstructConfigError) as info:
+            BackToOriginConstruct(stack(), "Migration", config=given)
+        message = str(info.value)
+        assert f"config file {tmp_path / given} does not exist" in message
+        assert f"a relative path is read from {tmp_path})" in message
+        assert "Path(__file__).parent" in message
+
+
+def test_a_missing_absolute_config_is_named_without_the_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    with pytest.raises(ConstructConfigError, match="does not exist;") as info:
+        BackToOriginConstruct(stack(), "Migration", config=str(missing))
+    assert str(missing) in str(info.value)
+    assert "relative path" not in str(info.value)
+
+
+def test_a_relative_config_is_read_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An invalid file, so the construct stops at validation, before building any bundle; the
+    # error proves which file was read, by its absolute path.
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "backorigin.yaml").write_text("bucket: {name: media-new}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="origins") as info:
+        BackToOriginConstruct(stack(), "Migration", config=Path("conf/backorigin.yaml"))
+    assert str(tmp_path / "conf" / "backorigin.yaml") in str(info.value)
 
 
 def test_two_constructs_can_share_a_stack() -> None:

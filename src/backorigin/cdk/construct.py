@@ -119,7 +119,12 @@ class BackToOriginConstruct(Construct):
     Args:
         scope: The parent construct.
         id: The construct id.
-        config: The backorigin config, loaded or as a path to the YAML file.
+        config: The backorigin config: loaded, as YAML text, or as the path of its YAML
+            file (a ``pathlib.Path`` or a one-line string). A relative path is read from the
+            working directory, as ``open()`` would: the directory ``cdk`` runs the app in
+            (the one holding ``cdk.json``) or ``python app.py`` is started from. To name a
+            file beside the app whatever the working directory, pass
+            ``Path(__file__).parent / "backorigin.yaml"``.
         bucket: An existing bucket to copy into. Default: a new bucket, named
             ``config.bucket.name`` (or a generated name when the stack's account is known).
             Its name must be known at synth time (``s3.Bucket.from_bucket_name``) unless it
@@ -295,7 +300,7 @@ class BackToOriginConstruct(Construct):
         _check_range("max_receive_count", max_receive_count, 1, 1000)
         if fetcher_memory_size is not None:
             _check_range("fetcher_memory_size", fetcher_memory_size, 128, 10240)
-        loaded = load_config(config)
+        loaded = load_config(_config_file(config) or config)
         _check_deployable(loaded)
         _check_cloudfront_accepts(loaded)
         secret_keys = dict(secret_encryption_keys or {})
@@ -1088,6 +1093,30 @@ def _check_shield_region(requested: str | None, stack_region: str) -> str:
     raise ConstructConfigError(
         f"{what} is not a region CloudFront Origin Shield supports (supported: {supported})"
         f"{hint}; pass origin_shield_region= one of them"
+    )
+
+
+def _config_file(config: Config | str | os.PathLike[str]) -> Path | None:
+    """The absolute path ``config`` names, if it names one; refused when there is no file.
+
+    A relative path is resolved against the working directory, like any path a program is
+    given. The error names the absolute path and that directory: an app started from
+    another directory than the user thinks is the usual cause.
+    """
+    if isinstance(config, Config):
+        return None
+    if isinstance(config, str) and ("\n" in config or config.lstrip().startswith("{")):
+        return None  # YAML text, as load_config tells them apart
+    given = Path(config).expanduser()
+    path = given.absolute()
+    if path.is_file():
+        return path
+    cwd = Path.cwd()
+    where = "" if given.is_absolute() else f" (a relative path is read from {cwd})"
+    problem = "is a directory" if path.is_dir() else "does not exist"
+    raise ConstructConfigError(
+        f"config file {path} {problem}{where}; to name a file beside app.py whatever the "
+        'working directory, pass config=Path(__file__).parent / "backorigin.yaml"'
     )
 
 
