@@ -14,6 +14,7 @@ __all__ = [
     "Checksums",
     "DeploymentNeeds",
     "FunctionRole",
+    "GetOptions",
     "IamStatement",
     "ObjectInfo",
     "OriginRequest",
@@ -175,6 +176,41 @@ class ByteRange:
 
     def __str__(self) -> str:
         return self.header()
+
+
+@dataclass(frozen=True, slots=True)
+class GetOptions:
+    """What one read asks of an origin, in the manner of object_store's ``GetOptions``.
+
+    Attributes:
+        range: Which bytes (None: the whole object). The end is clamped at EOF.
+        pin: The object as a HEAD (or an earlier GET, or a listing) described it: the read
+            fails with :class:`~backorigin.errors.PreconditionFailed` unless the origin
+            still holds exactly that version (same version token, ETag and size). Adapters
+            send it the way their protocol can (``If-Match``, a generation precondition,
+            ``If-Unmodified-Since``); the shared read path checks the answer as well.
+        if_match: An entity tag the object must have (``If-Match``), besides the pin.
+        version: An :attr:`ObjectInfo.version` token the object must have, when only the
+            token is at hand (prefer ``pin``: it lets the origin refuse another version
+            before sending any byte).
+    """
+
+    range: ByteRange | None = None
+    pin: ObjectInfo | None = None
+    if_match: str | None = None
+    version: str | None = None
+
+    def etag_condition(self) -> str | None:
+        """The entity tag a request should send as ``If-Match``: ``if_match``, else the
+        pin's ETag when it is a strong one; None when there is none to send."""
+        if self.if_match is not None:
+            return self.if_match
+        etag = self.pin.etag if self.pin is not None else None
+        return etag if etag and not etag.startswith("W/") else None
+
+    def with_range(self, range: ByteRange | None) -> GetOptions:
+        """The same conditions for another range."""
+        return replace(self, range=range)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import socket
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -35,7 +36,7 @@ from backorigin.errors import (
 )
 from backorigin.testing.conformance import payload
 from backorigin.testing.http_origin import HttpOriginServer, object_headers
-from backorigin.types import ByteRange, OriginRequest
+from backorigin.types import ByteRange, GetOptions, OriginRequest
 from net_support import LocalAuthority, ScriptedServer, make_authority, twin_servers
 
 MakeAdapter = Callable[..., HttpAdapter]
@@ -254,7 +255,7 @@ def test_strong_etag_pins_with_if_match(
     info = adapter.head(ns + "obj")
     assert info.etag is not None
     assert info.version == info.etag
-    assert adapter.read_bytes(ns + "obj", version=info.version) == b"version one"
+    assert adapter.read_bytes(ns + "obj", version=info) == b"version one"
     assert origin_server.requests(ns + "obj")[-1].headers["if-match"] == info.etag
 
 
@@ -270,13 +271,13 @@ def test_weak_etag_falls_back_to_last_modified_and_size(
     assert info.last_modified is not None
     lm = format_datetime(info.last_modified, usegmt=True)
     assert info.version == f"lm:{lm};size:11"
-    assert adapter.read_bytes(ns + "obj", version=info.version) == b"version one"
+    assert adapter.read_bytes(ns + "obj", version=info) == b"version one"
     sent = origin_server.requests(ns + "obj")[-1].headers
     assert sent["if-unmodified-since"] == lm
     assert "if-match" not in sent
     origin_server.replace(ns + "obj", b"version two")
     with pytest.raises(PreconditionFailed):
-        adapter.read(ns + "obj", version=info.version)
+        adapter.get(ns + "obj", GetOptions(pin=info))
 
 
 def test_size_change_is_caught_even_if_the_server_ignores_preconditions(
@@ -287,10 +288,9 @@ def test_size_change_is_caught_even_if_the_server_ignores_preconditions(
     adapter = make_http_adapter()
     info = adapter.head(ns + "obj")
     assert info.version is not None
-    # A token for the same Last-Modified but another size: only the size check can tell.
-    forged = info.version.replace(";size:5", ";size:6")
+    # A pin with the same Last-Modified but another size: only the size check can tell.
     with pytest.raises(PreconditionFailed, match="size"):
-        adapter.read(ns + "obj", version=forged)
+        adapter.get(ns + "obj", GetOptions(pin=replace(info, size=6)))
 
 
 def test_no_validators_means_no_version(

@@ -6,6 +6,7 @@ package imports no cloud SDK.
 """
 
 from backorigin.adapters.base import ObjectStream, OriginAdapter, require
+from backorigin.adapters.read import GetResult, RawBody, RawGet
 from backorigin.adapters.registry import (
     adapter_class,
     apply_environment_endpoints,
@@ -15,8 +16,11 @@ from backorigin.adapters.registry import (
 )
 
 __all__ = [
+    "GetResult",
     "ObjectStream",
     "OriginAdapter",
+    "RawBody",
+    "RawGet",
     "adapter_class",
     "apply_environment_endpoints",
     "available_types",

@@ -3,8 +3,8 @@
 An adapter has two faces (see the architecture notes in the README):
 
 * the **data plane**, used by the copy engine and prewarm: :meth:`OriginAdapter.head`,
-  :meth:`OriginAdapter.read` (streamed, ranged, pinned to one version) and
-  :meth:`OriginAdapter.list`;
+  :meth:`OriginAdapter.get_once` (the read primitive: one ranged, pinned GET), on which
+  :meth:`OriginAdapter.get` builds the checked, resuming read, and :meth:`OriginAdapter.list`;
 * the **edge plane**, used by the CDK construct and the Lambda@Edge function:
   :meth:`OriginAdapter.cloudfront_origin`, :meth:`OriginAdapter.origin_uri` and
   :meth:`OriginAdapter.sign`;
@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
+from backorigin.adapters.read import RESUME_ATTEMPTS, GetResult, RawGet, open_get
 from backorigin.config.origins import OriginConfig
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import MissingExtra, NotSupported
@@ -42,12 +43,14 @@ from backorigin.types import (
     ByteRange,
     DeploymentNeeds,
     FunctionRole,
+    GetOptions,
     ObjectInfo,
     OriginRequest,
     OriginSpec,
 )
 
 ConfigT = TypeVar("ConfigT", bound=OriginConfig)
+_CHUNK_SIZE = 256 * 1024  # chunks an iterated GetResult yields, unless the adapter says
 
 
 @runtime_checkable
@@ -160,25 +163,87 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
             ObjectNotFound, PermissionDenied, Unauthenticated, TransientOriginError.
         """
 
-    @abc.abstractmethod
-    def read(
-        self, key: str, range: ByteRange | None = None, version: str | None = None
-    ) -> ObjectStream:
-        """Stream the bytes of ``key``, or of ``range`` of it.
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        """The read primitive: send one GET for ``options.range`` of ``key``, pinned.
 
-        Failures the origin reports up front (not found, changed version, unsatisfiable
-        range) are raised by this call itself, before any chunk is yielded.
+        Implement this, and only this, to read: :meth:`get` (resume, window and pin checks)
+        and every convenience is built on it. An implementation
 
-        Args:
-            key: The origin-side key (before the adapter's prefix).
-            range: Which bytes; the end is clamped at EOF.
-            version: An :attr:`ObjectInfo.version` token; the read fails with
-                :class:`PreconditionFailed` if the object is no longer that version.
+        * sends the range as its protocol can (``options.range.header()`` for HTTP-like
+          protocols) and the pin as a precondition where the protocol has one (an ETag in
+          ``If-Match`` from :meth:`GetOptions.etag_condition`, a generation, a version id);
+        * raises :mod:`backorigin.errors` exceptions, mapping statuses with
+          :func:`backorigin.adapters.read.status_error`;
+        * returns the open body, the object's metadata from the answer's own headers (an
+          :class:`ObjectInfo` equal to what :meth:`head` says) and the window the answer
+          states (``Content-Range``), or None for a whole body.
+
+        It does not retry a dropped body, check the pin against the answer or cut the window:
+        the shared read path does that for every adapter.
 
         Raises:
             ObjectNotFound, PreconditionFailed, InvalidRange, PermissionDenied,
-            Unauthenticated, TransientOriginError (also while iterating).
+            Unauthenticated, TransientOriginError, InvalidKey.
         """
+        raise NotSupported(f"origin {self.name!r} ({self.config.type}) has no get_once")
+
+    def get(
+        self,
+        key: str,
+        options: GetOptions | None = None,
+        *,
+        attempts: int = RESUME_ATTEMPTS,
+    ) -> GetResult:
+        """Read ``key`` (or ``options.range`` of it), pinned to ``options.pin``; not overridden.
+
+        Failures the origin reports up front (not found, changed version, unsatisfiable
+        range) are raised by this call itself. The result's body resumes from its first
+        missing byte, pinned to the version the first answer described, when it fails
+        transiently or ends early; see :class:`~backorigin.adapters.read.GetResult`.
+
+        Args:
+            key: The origin-side key (before the adapter's prefix).
+            options: Range, pin and conditions (default: the whole object, unpinned).
+            attempts: Failed requests or dropped bodies tolerated before giving up.
+
+        Raises:
+            ObjectNotFound, PreconditionFailed, InvalidRange, PermissionDenied,
+            Unauthenticated, TransientOriginError (also while reading).
+        """
+        options = options if options is not None else GetOptions()
+        range = options.range
+        what = f"GET {key!r}{f' ({range})' if range else ''} at origin {self.name!r}"
+        return open_get(
+            functools.partial(self.get_once, key),
+            options,
+            what,
+            attempts=attempts,
+            chunk_size=getattr(self, "chunk_size", _CHUNK_SIZE),
+        )
+
+    def read(
+        self,
+        key: str,
+        range: ByteRange | None = None,
+        version: str | ObjectInfo | None = None,
+    ) -> GetResult:
+        """Compatibility: :meth:`get` with a range and a pin given as arguments.
+
+        Args:
+            key: The origin-side key.
+            range: Which bytes; the end is clamped at EOF.
+            version: The :class:`ObjectInfo` to pin to, or only its version token (then the
+                answer is checked against the token, see :attr:`GetOptions.version`).
+
+        Unlike :meth:`get`, the result does not resume a dropped body (it raises
+        :class:`TransientOriginError` at once), as the callers of this older form resume
+        themselves.
+        """
+        if isinstance(version, str):
+            options = GetOptions(range=range, version=version)
+        else:
+            options = GetOptions(range=range, pin=version)
+        return self.get(key, options, attempts=1)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, paginated lazily.
@@ -265,14 +330,11 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
     # --- conveniences built on the contract ------------------------------------------------
 
     def read_bytes(
-        self, key: str, range: ByteRange | None = None, version: str | None = None
+        self, key: str, range: ByteRange | None = None, version: str | ObjectInfo | None = None
     ) -> bytes:
         """The whole object (or range) in memory; for small objects and tests."""
-        stream = self.read(key, range=range, version=version)
-        try:
-            return b"".join(stream)
-        finally:
-            stream.close()
+        with self.read(key, range=range, version=version) as result:
+            return result.readall()
 
     def __enter__(self) -> OriginAdapter[ConfigT]:
         return self

@@ -6,8 +6,8 @@ Objects live at ``base_url + prefix + key`` (the key percent-encoded, see
 * pools connections in one thread-safe :class:`urllib3.PoolManager` per adapter;
 * retries only through urllib3's own :class:`~urllib3.util.Retry` (5xx, 429, timeouts, resets;
   ``Retry-After`` honoured), never in a loop of its own;
-* pins reads to a version: a strong ETag (``If-Match``), else Last-Modified plus size
-  (``If-Unmodified-Since`` and a size check), see :func:`version_token`;
+* pins reads to a version: a strong ETag (``If-Match``), else Last-Modified
+  (``If-Unmodified-Since``; the shared read path checks the size too);
 * passes bytes through raw: ``Content-Encoding`` is never decoded;
 * follows redirects itself, and only to targets :func:`check_redirect` allows (SSRF
   protection: no hop to cloud metadata addresses or private networks);
@@ -16,8 +16,10 @@ Objects live at ``base_url + prefix + key`` (the key percent-encoded, see
   while ``Host``, TLS SNI and the certificate check stay on the name: a DNS answer that changes
   between the check and the connection (DNS rebinding) cannot move a connection elsewhere.
 
-Status codes are mapped to :mod:`backorigin.errors` in :func:`_status_error` and urllib3's
-exceptions in :func:`_transport_error`; nowhere else.
+Status codes are mapped to :mod:`backorigin.errors` by the shared HTTP table
+(:func:`backorigin.adapters.read.status_error`) and urllib3's exceptions in
+:func:`_transport_error`; nowhere else. Resuming a dropped body, the pin and window checks
+are the shared read path's (:mod:`backorigin.adapters.read`); this adapter sends one GET.
 """
 
 from __future__ import annotations
@@ -42,11 +44,9 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC
 from email.utils import format_datetime
-from http import HTTPStatus
 from http.client import HTTPException
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Literal, Self
@@ -70,8 +70,9 @@ from urllib3.util import SKIP_HEADER, Retry, Timeout, parse_url
 from urllib3.util.connection import create_connection
 
 from backorigin import __version__
-from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.adapters.base import OriginAdapter
 from backorigin.adapters.headers import http_date, retry_after_seconds
+from backorigin.adapters.read import RawGet, content_range, status_error
 from backorigin.config.origins import (
     HttpBasicAuth,
     HttpBearerAuth,
@@ -80,18 +81,14 @@ from backorigin.config.origins import (
 )
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import (
-    InvalidRange,
-    ObjectNotFound,
     OriginError,
     PermissionDenied,
-    PreconditionFailed,
     TransientOriginError,
-    Unauthenticated,
 )
-from backorigin.types import ByteRange, Checksums, ObjectInfo, OriginRequest, OriginSpec
+from backorigin.types import Checksums, GetOptions, ObjectInfo, OriginRequest, OriginSpec
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 CHUNK_SIZE = 256 * 1024
 """Bytes per chunk of a streamed read."""
 MAX_RETRY_AFTER = 60.0
@@ -106,7 +103,6 @@ _POOLS_KEPT = 16  # (scheme, host, port, addresses) pools kept per adapter, leas
 _DNS_TTL = 30.0
 """Seconds a host's addresses are reused. Connections are pooled per address set, so DNS that
 rotates its answers would otherwise cost a new connection (and TLS handshake) per request."""
-_SIZES_KEPT = 10_000  # sizes seen at HEAD for ETag-pinned reads, per adapter
 
 Resolver = Callable[[str], Iterable[str]]
 """Host name → the IP addresses it resolves to (as strings), most preferred first."""
@@ -276,27 +272,9 @@ def check_redirect(
 
 
 def _status_error(status: int, headers: Mapping[str, str], what: str) -> OriginError:
-    """The error for an HTTP status an operation cannot use: the one status mapping."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "unknown status"
-    message = f"{what}: HTTP {status} {phrase}"
-    if status in (404, 410):
-        return ObjectNotFound(message)
-    if status == 401:
-        return Unauthenticated(message)
-    if status == 403:
-        return PermissionDenied(message)
-    if status == 412:
-        return PreconditionFailed(f"{what}: the object changed (HTTP 412)")
-    if status == 416:
-        return InvalidRange(message)
-    if status == 429 or 500 <= status <= 599:
-        return TransientOriginError(
-            message, retry_after=retry_after_seconds(headers.get("retry-after"))
-        )
-    return OriginError(message)
+    """The error for an HTTP status an operation cannot use (the shared HTTP table)."""
+    retry_after = retry_after_seconds(headers.get("retry-after"))
+    return status_error(status, what, protocol="http", retry_after=retry_after)
 
 
 def _transport_error(exc: BaseException, what: str) -> OriginError:
@@ -545,68 +523,10 @@ def version_token(etag: str | None, last_modified: str | None, size: int) -> str
     return f"lm:{format_datetime(moment.astimezone(UTC), usegmt=True)};size:{size}"
 
 
-_LM_TOKEN = re.compile(r"^lm:(?P<date>[^;]+);size:(?P<size>\d+)$")
-_CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
-
-
-@dataclass(frozen=True, slots=True)
-class _Pin:
-    """A parsed version token: what to send, and what the response must agree with."""
-
-    etag: str | None = None
-    last_modified: datetime | None = None
-    size: int | None = None
-
-    @classmethod
-    def parse(cls, token: str) -> _Pin:
-        match = _LM_TOKEN.match(token)
-        if match is None:
-            if token.startswith("lm:"):
-                raise ValueError(f"malformed version token {token!r}")
-            return cls(etag=token)
-        moment = http_date(match.group("date"))
-        if moment is None:
-            raise ValueError(f"malformed version token {token!r}")
-        return cls(last_modified=moment, size=int(match.group("size")))
-
-    def request_headers(self) -> dict[str, str]:
-        if self.etag is not None:
-            return {"If-Match": self.etag}
-        assert self.last_modified is not None
-        return {"If-Unmodified-Since": format_datetime(self.last_modified, usegmt=True)}
-
-    def check(self, headers: Mapping[str, str], total: int | None, what: str) -> None:
-        """Refuse a response of another version, for servers that ignore preconditions."""
-        etag = headers.get("etag")
-        if self.etag is not None and etag is not None and etag != self.etag:
-            raise PreconditionFailed(f"{what}: the object changed (ETag {etag})")
-        if self.last_modified is not None:
-            served = http_date(headers.get("last-modified"))
-            if served is not None and served != self.last_modified:
-                raise PreconditionFailed(f"{what}: the object changed (Last-Modified)")
-        if self.size is not None and total is not None and total != self.size:
-            raise PreconditionFailed(
-                f"{what}: the object changed (size {total}, pinned {self.size})"
-            )
-
-
 def _int(value: str | None) -> int | None:
     if value is None or not value.strip().isdigit():
         return None
     return int(value)
-
-
-def _content_range(value: str | None) -> tuple[int | None, int | None, int | None] | None:
-    """``bytes a-b/n`` → (a, b, n); ``*`` parts are None; None if unparsable."""
-    match = _CONTENT_RANGE.match((value or "").strip())
-    if match is None:
-        return None
-    first, last, total = match.groups()
-    return (
-        None if first is None else int(first),
-        None if last is None else int(last),
-        None if total == "*" else int(total),
-    )
 
 
 def _safe_url(url: str) -> str:
@@ -642,7 +562,6 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
     ) -> None:
         super().__init__(config, secrets=secrets)
         self._resolve: Resolver = _Lookups(resolver if resolver is not None else resolve_host)
-        self._sizes: dict[tuple[str, str], int] = {}  # (key, ETag token) → size at HEAD
         self._base = urlsplit(config.base_url)
         self._retry = _OriginRetry(
             total=config.retries,
@@ -681,30 +600,35 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
         finally:
             self._discard(response)
 
-    def read(
-        self, key: str, range: ByteRange | None = None, version: str | None = None
-    ) -> ObjectStream:
-        """Stream ``key`` (or ``range`` of it), raw, pinned to ``version`` if given."""
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        """One GET of ``key`` (or ``options.range`` of it), raw.
+
+        The pin goes out as ``If-Match`` when it has a strong ETag, else as
+        ``If-Unmodified-Since`` its Last-Modified; the shared read path checks the answer's
+        validators and size as well (servers may ignore preconditions).
+        """
         url = self._url(key)
+        range = options.range
         what = f"GET {key!r}{f' ({range})' if range else ''} at origin {self.name!r}"
-        pin = _Pin.parse(version) if version is not None else None
-        if pin is not None and pin.size is None:
-            # A strong ETag token carries no size, but the HEAD that returned it stated one:
-            # a response of another total size is another object, whatever its ETag says.
-            pin = replace(pin, size=self._sizes.get((key, version or "")))
         headers: dict[str, str] = {}
         if range is not None:
             headers["Range"] = range.header()
-        if pin is not None:
-            headers.update(pin.request_headers())
+        etag = options.etag_condition()
+        pin = options.pin
+        if etag is not None:
+            headers["If-Match"] = etag
+        elif pin is not None and pin.last_modified is not None:
+            headers["If-Unmodified-Since"] = format_datetime(
+                pin.last_modified.astimezone(UTC), usegmt=True
+            )
         response = self._send("GET", url, headers, what)
         try:
-            skip, limit = self._window(response, range, pin, what)
+            info, served = self._answer(key, response, pin, what)
         except BaseException:
             self._discard(response)
             raise
-        announced = _int(response.headers.get("content-length"))
-        return _BodyStream(response, skip, limit, announced, what, self.chunk_size)
+        body = _HttpBody(response, _int(response.headers.get("content-length")), what)
+        return RawGet(body=body, info=info, served=served)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -844,10 +768,10 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
         headers = response.headers
         status = response.status
         if status == 206:
-            parsed = _content_range(headers.get("content-range"))
+            parsed = content_range(headers.get("content-range"))
             size = parsed[2] if parsed else None
         elif status == 416:  # nothing to serve at byte 0: the object is empty
-            parsed = _content_range(headers.get("content-range"))
+            parsed = content_range(headers.get("content-range"))
             size = parsed[2] if parsed and parsed[2] is not None else 0
         elif 200 <= status < 300:
             size = _int(headers.get("content-length"))
@@ -870,10 +794,6 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
                 if lower.startswith(prefix) and len(lower) > len(prefix):
                     metadata[lower[len(prefix) :]] = headers[name]
         version = version_token(etag, last_modified, size)
-        if version is not None and version == etag:
-            if len(self._sizes) >= _SIZES_KEPT:
-                self._sizes.clear()
-            self._sizes[(key, version)] = size
         return ObjectInfo(
             key=key,
             size=size,
@@ -890,129 +810,68 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
             checksums=parse_checksums(headers, whole_body=whole_body),
         )
 
-    @staticmethod
-    def _window(
-        response: BaseHTTPResponse, range: ByteRange | None, pin: _Pin | None, what: str
-    ) -> tuple[int, int | None]:
-        """Check a GET response; return (bytes to skip, bytes to deliver or None for all)."""
+    def _answer(
+        self, key: str, response: BaseHTTPResponse, pin: ObjectInfo | None, what: str
+    ) -> tuple[ObjectInfo, tuple[int, int] | None]:
+        """The object a GET answer describes, and the window it states it serves."""
         headers = response.headers
         if response.status == 206:
-            parsed = _content_range(headers.get("content-range"))
+            parsed = content_range(headers.get("content-range"))
             first, last, total = parsed if parsed is not None else (None, None, None)
-            if range is None or first is None or last is None:
+            if first is None or last is None or total is None:
                 raise OriginError(f"{what}: a 206 answer without a usable Content-Range")
-            if pin is not None:  # first: another version may also explain a strange range
-                pin.check(headers, total, what)
-            if total is not None and range.resolve(total) != (first, last + 1):
-                raise OriginError(f"{what}: the server sent bytes {first}-{last}/{total}")
-            return 0, last + 1 - first
+            return self._info(key, headers, total, whole_body=False), (first, last + 1)
         if response.status != 200:
             raise _status_error(response.status, headers, what)
-        total = _int(headers.get("content-length"))
-        if pin is not None:
-            pin.check(headers, total, what)
-        if range is None:
-            return 0, total
-        # The server ignored Range: cut the requested bytes out of the whole body.
-        if total is not None:
-            start, stop = range.resolve(total)
-            return start, stop - start
-        if range.kind == "suffix":
-            raise OriginError(f"{what}: the server ignored Range and stated no length")
-        return range.start, None if range.stop is None else range.stop - range.start
+        size = _int(headers.get("content-length"))
+        if size is None and pin is not None:
+            size = pin.size  # a chunked body: the pin says how long it must be
+        if size is None:
+            raise OriginError(f"{what}: the server states no object size")
+        return self._info(key, headers, size, whole_body=True), None
 
 
-class _BodyStream(Iterator[bytes]):
-    """The chunks of one response body; closing it (or finishing) releases the connection.
+class _HttpBody:
+    """One response body for the shared read path; the connection is kept for reuse only
+    when the body was read to its announced end without a hitch."""
 
-    Bytes before ``skip`` are dropped and at most ``limit`` bytes are delivered, which is how a
-    200 answer to a ranged request still yields exactly the requested bytes.
-    """
-
-    def __init__(
-        self,
-        response: BaseHTTPResponse,
-        skip: int,
-        limit: int | None,
-        announced: int | None,
-        what: str,
-        chunk_size: int,
-    ) -> None:
+    def __init__(self, response: BaseHTTPResponse, announced: int | None, what: str) -> None:
         self._response: BaseHTTPResponse | None = response
-        self._chunks = self._generate(response, skip, limit, announced, what, chunk_size)
+        self._announced = announced
+        self._received = 0
+        self._finished = False
+        self._what = what
 
-    def __iter__(self) -> _BodyStream:
-        return self
-
-    def __next__(self) -> bytes:
-        return next(self._chunks)
+    def readinto(self, buffer: memoryview) -> int:
+        response = self._response
+        if response is None:
+            return 0
+        try:
+            # read1: what one receive brings. A read that times out midway would lose the
+            # bytes it already had, and the resume would ask for them again.
+            chunk = response.read1(min(len(buffer), CHUNK_SIZE), decode_content=False)
+        except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
+            raise _transport_error(exc, self._what) from exc
+        if not chunk:
+            announced = self._announced
+            if announced is not None and self._received != announced:
+                raise TransientOriginError(
+                    f"{self._what}: the body ended after {self._received} of {announced} bytes"
+                )
+            self._finished = True
+            return 0
+        count = len(chunk)
+        buffer[:count] = chunk
+        self._received += count
+        return count
 
     def close(self) -> None:
-        """Stop reading and release the connection (closed if the body was not all read)."""
-        self._chunks.close()
-        self._release(reusable=False)
-
-    def __enter__(self) -> _BodyStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _release(self, *, reusable: bool) -> None:
         response, self._response = self._response, None
         if response is None:
             return
-        if not reusable:
-            response.close()
+        complete = self._finished or (
+            self._announced is not None and self._received >= self._announced
+        )
+        if not complete:
+            response.close()  # unread bytes would poison the pooled connection
         response.release_conn()
-
-    def _generate(
-        self,
-        response: BaseHTTPResponse,
-        skip: int,
-        limit: int | None,
-        announced: int | None,
-        what: str,
-        chunk_size: int,
-    ) -> Generator[bytes]:
-        received = delivered = 0
-        finished = clean = False
-        try:
-            try:
-                while True:
-                    # read1: what one receive brings. A read() of chunk_size that times out
-                    # midway would lose the bytes it already had, and the resume would ask
-                    # for them again instead of starting at the first missing byte.
-                    chunk = response.read1(chunk_size, decode_content=False)
-                    if not chunk:
-                        finished = True
-                        break
-                    received += len(chunk)
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        chunk, skip = chunk[dropped:], skip - dropped
-                    if limit is not None:
-                        chunk = chunk[: limit - delivered]
-                    if chunk:
-                        delivered += len(chunk)
-                        yield chunk
-                    if limit is not None and delivered >= limit:
-                        break
-            except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
-                raise _transport_error(exc, what) from exc
-            if finished and announced is not None and received != announced:
-                raise TransientOriginError(
-                    f"{what}: the body ended after {received} of {announced} bytes"
-                )
-            if limit is not None and delivered < limit:
-                if skip:  # a server that ignored Range and stated no length, and was short
-                    raise InvalidRange(f"{what}: the range starts past the end of the object")
-                raise TransientOriginError(
-                    f"{what}: the body ended after {delivered} of {limit} bytes"
-                )
-            clean = True
-        finally:
-            # Reuse the connection only when the whole body was read without a hitch;
-            # a connection with unread bytes (or a failure) is closed instead.
-            complete = finished or (announced is not None and received >= announced)
-            self._release(reusable=clean and complete)

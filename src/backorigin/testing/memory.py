@@ -15,18 +15,19 @@ __all__ = ["MemoryAdapter", "MemoryOrigin"]
 import hashlib
 import itertools
 import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import ClassVar, Literal
 
-from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.adapters.base import OriginAdapter
+from backorigin.adapters.read import RawGet
 from backorigin.config.origins import OriginConfig
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import ObjectNotFound, PreconditionFailed
 from backorigin.keys import validate_key
-from backorigin.types import ByteRange, Checksums, ObjectInfo, OriginSpec
+from backorigin.types import Checksums, GetOptions, ObjectInfo, OriginSpec
 
 
 class MemoryOrigin(OriginConfig):
@@ -44,7 +45,8 @@ class MemoryAdapter(OriginAdapter[MemoryOrigin]):
     Args:
         config: The config; ``MemoryOrigin(name="memory")`` if not given.
         secrets: Unused; accepted like every adapter's.
-        chunk_size: Size of the chunks :meth:`read` yields.
+        chunk_size: The most bytes one ``readinto`` of a read's body delivers (so reads
+            come in several pieces, as from a network).
     """
 
     config_model: ClassVar[type[MemoryOrigin]] = MemoryOrigin
@@ -122,22 +124,24 @@ class MemoryAdapter(OriginAdapter[MemoryOrigin]):
         """Metadata of ``key``."""
         return self._get(key)[1]
 
-    def read(
-        self, key: str, range: ByteRange | None = None, version: str | None = None
-    ) -> ObjectStream:
-        """The bytes of ``key`` (or ``range`` of it), in ``chunk_size`` chunks."""
-        data, info = self._get(key)
-        if version is not None and version != info.version:
-            raise PreconditionFailed(
-                f"{key!r} in origin {self.name!r} is at version {info.version}, not {version}"
-            )
-        start, stop = (0, len(data)) if range is None else range.resolve(len(data))
-        return self._chunks(data, start, stop)
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        """One read of ``key``: the stored bytes of ``options.range``, as a 206 would be.
 
-    def _chunks(self, data: bytes, start: int, stop: int) -> Generator[bytes]:
-        view = memoryview(data)
-        for offset in range(start, stop, self.chunk_size):
-            yield bytes(view[offset : min(offset + self.chunk_size, stop)])
+        The pin is honoured as a generation precondition, the way a store with versions
+        does it; the shared read path checks the rest.
+        """
+        data, info = self._get(key)
+        pin = options.pin
+        if pin is not None and pin.version is not None and pin.version != info.version:
+            raise PreconditionFailed(
+                f"{key!r} in origin {self.name!r} is at version {info.version}, not {pin.version}"
+            )
+        if options.range is None:
+            return RawGet(body=_MemoryBody(data, 0, len(data), self.chunk_size), info=info)
+        start, stop = options.range.resolve(len(data))
+        return RawGet(
+            body=_MemoryBody(data, start, stop, self.chunk_size), info=info, served=(start, stop)
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, sorted by key."""
@@ -152,3 +156,20 @@ class MemoryAdapter(OriginAdapter[MemoryOrigin]):
     def cloudfront_origin(self) -> OriginSpec:
         """A placeholder: CloudFront cannot reach a process's memory (``.invalid`` domain)."""
         return OriginSpec(domain="memory.invalid", protocol="https")
+
+
+class _MemoryBody:
+    """Bytes ``[start, stop)`` of a stored object, at most ``chunk_size`` per ``readinto``."""
+
+    def __init__(self, data: bytes, start: int, stop: int, chunk_size: int = 64 * 1024) -> None:
+        self._view = memoryview(data)[start:stop]
+        self._chunk_size = chunk_size
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = min(len(buffer), len(self._view), self._chunk_size)
+        buffer[:count] = self._view[:count]
+        self._view = self._view[count:]
+        return count
+
+    def close(self) -> None:
+        self._view = memoryview(b"")
