@@ -65,6 +65,20 @@ def test_validate_names_each_invalid_file_once(tmp_path: Path) -> None:
     assert f"{EXAMPLES[0]}: ok" in result.stdout
 
 
+def test_a_deprecated_setting_is_one_plain_warning_line(tmp_path: Path) -> None:
+    config = tmp_path / "old.yaml"
+    config.write_text(
+        "bucket: {name: media-new}\n"
+        "origins: [{name: old, type: gcs, bucket: old-media, retry_timeout: 1m}]\n"
+    )
+    result = run("validate", str(config))
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+    assert result.stderr.splitlines() == [
+        "warning: origin 'old': retry_timeout is deprecated and will be removed in the next "
+        "release; write retries: 5 (the number of retries that fit in 60s of backoff) instead"
+    ]
+
+
 def test_validate_from_stdin() -> None:
     result = run("validate", "-", stdin=EXAMPLES[0].read_text())
     assert (result.returncode, result.stdout) == (0, "ok\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["cli", "main"]
 
 import sys
+import warnings
 
 import click
 
@@ -23,6 +24,19 @@ from backorigin.errors import ConfigError
 @click.version_option(__version__, prog_name="backorigin")
 def cli() -> None:
     """Migrate an object store onto S3 behind CloudFront, lazily and verified."""
+    # Deprecations in a config file are for the person running the command: one plain line,
+    # not Python's "file:line: FutureWarning:" form pointing into pydantic.
+    warnings.formatwarning = _plain_warning
+
+
+def _plain_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    return f"warning: {message}\n"
 
 
 @cli.command()
