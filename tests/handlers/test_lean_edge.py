@@ -121,7 +121,10 @@ def run(edge_bundle: Path, queue: str | None) -> dict[str, object]:
         [sys.executable, "-c", header + SCRIPT], capture_output=True, text=True, env=env
     )
     assert result.returncode == 0, result.stderr
-    report: dict[str, object] = json.loads(result.stdout)
+    # The handler prints its EMF metric lines; the script's report is the last line.
+    *printed, last = result.stdout.splitlines()
+    report: dict[str, object] = json.loads(last)
+    report["printed"] = [json.loads(line) for line in printed]
     return report
 
 
@@ -138,6 +141,10 @@ def test_a_miss_enqueues_to_sqs_without_boto3(edge_bundle: Path, sqs: SimpleName
     assert report["after_miss"] == []  # no models, no YAML, no SDK
     messages = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)["Messages"]
     assert [json.loads(m["Body"]) for m in messages] == [{"key": "photos/cat photo.jpg"}]
+    # The bundle's entry prints the miss's metrics to stdout, where Lambda logs them.
+    (metrics,) = report["printed"]  # type: ignore[misc]
+    assert metrics["CopiesEnqueued"] == 1
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "backorigin"
     # An origin that signs loads the config models, on its first request only.
     assert report["signed"] == "Bearer lean-test-token"
     after = report["after_signed"]

@@ -16,7 +16,7 @@ from the full config on first use. Copy jobs go to SQS through the lean client o
 
 from __future__ import annotations
 
-__all__ = ["KEY_HEADER", "EdgeHandler", "make_edge_handler"]
+__all__ = ["EDGE_METRICS", "KEY_HEADER", "METRICS_NAMESPACE", "EdgeHandler", "make_edge_handler"]
 
 import json
 import threading
@@ -30,6 +30,7 @@ from backorigin.handlers.events import CloudFrontRecord, MalformedEvent, generat
 from backorigin.handlers.plan import EdgePlan
 from backorigin.handlers.validators import restore_validators
 from backorigin.keys import decode_uri, encode_key
+from backorigin.transfer.job import CopyJob
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
@@ -60,6 +61,15 @@ A job after a 404 finds something only for the few objects that live on a fallba
 the cap keeps a scan of random keys from turning into a flood of jobs that find nothing."""
 NOT_FOUND_BURST = 50.0
 _COPY_STATUSES = frozenset({200, 206, 304})
+METRICS_NAMESPACE = "backorigin"
+"""CloudWatch namespace of the edge's metrics (the fetcher's too)."""
+METRICS_SERVICE = "backorigin-edge"
+"""Value of the ``service`` dimension of the edge's metrics (the fetcher's is
+``backorigin-fetcher``, as Powertools names it)."""
+EDGE_METRICS = ("ServedFromOrigin", "CopiesEnqueued", "EnqueueFailures", "RefusedKeys")
+"""The metrics the edge function emits, each a count per invocation that has one:
+responses of the legacy origin passed to viewers, copy jobs sent, copy jobs that could not be
+sent, and viewer keys refused as invalid (a 400 made at the edge)."""
 _DROPPED_HEADERS = ("authorization", "cookie")
 # Headers an origin-request trigger may not add, change or remove (CloudFront rejects the
 # result, which the viewer would see as a 502).
@@ -110,8 +120,10 @@ class EdgeHandler:
         secrets: SecretResolver | None,
         adapters: dict[str, OriginAdapter[Any]],
         clock: Callable[[], float],
+        metrics: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
+        self._metrics = metrics
         self._config = config
         self._secrets = secrets
         self._queue_url = queue_url
@@ -155,13 +167,49 @@ class EdgeHandler:
         if record.event_type == "origin-request":
             if record.to_primary:
                 return record.request
-            return self._origin_request(record)
-        if record.event_type == "origin-response":
+            counts: dict[str, int] = {}
+            request = self._origin_request(record, counts)
+        elif record.event_type == "origin-response":
             if record.to_primary:
                 assert record.response is not None
                 return primary_response(record.request, record.response)
-            return self._origin_response(record, context)
-        raise MalformedEvent(f"unexpected event type {record.event_type!r}")
+            counts = {"ServedFromOrigin": 1}
+            request = self._origin_response(record, context, counts)
+        else:
+            raise MalformedEvent(f"unexpected event type {record.event_type!r}")
+        if counts and self._metrics is not None:
+            self._emit(counts)
+        return request
+
+    def _emit(self, counts: dict[str, int]) -> None:
+        """One CloudWatch embedded metric format (EMF) line for this invocation.
+
+        Lambda sends what a function prints to its log group, and CloudWatch turns lines in
+        this format into metrics: no client, no request, nothing imported on the way.
+        """
+        assert self._metrics is not None
+        try:
+            self._metrics(
+                json.dumps(
+                    {
+                        "_aws": {
+                            "Timestamp": int(time.time() * 1000),
+                            "CloudWatchMetrics": [
+                                {
+                                    "Namespace": METRICS_NAMESPACE,
+                                    "Dimensions": [["service"]],
+                                    "Metrics": [{"Name": name, "Unit": "Count"} for name in counts],
+                                }
+                            ],
+                        },
+                        "service": METRICS_SERVICE,
+                        **counts,
+                    },
+                    separators=(",", ":"),
+                )
+            )
+        except Exception:  # metrics must never cost a viewer their response
+            _log().exception("could not emit metrics")
 
     # --- origin-request ------------------------------------------------------------------------
 
@@ -179,11 +227,12 @@ class EdgeHandler:
                 self._adapters[origin] = create_adapter(config.origin(origin), secrets=secrets)
             return self._adapters[origin]
 
-    def _origin_request(self, record: CloudFrontRecord) -> dict[str, Any]:
+    def _origin_request(self, record: CloudFrontRecord, counts: dict[str, int]) -> dict[str, Any]:
         try:
             key = decode_uri(record.uri)
             route = self.plan.route(key)
         except InvalidKey as exc:
+            counts["RefusedKeys"] = 1
             return generated_response(400, "Bad Request", f"{exc.reason}\n")
         except ObjectNotFound:
             return generated_response(
@@ -213,6 +262,7 @@ class EdgeHandler:
             else:
                 self._sign(record, adapter, uri, querystring)
         except InvalidKey as exc:
+            counts["RefusedKeys"] = 1
             return generated_response(400, "Bad Request", f"{exc.reason}\n")
         except BackoriginError as exc:
             # E.g. a secret that cannot be read: the origin cannot be reached correctly now.
@@ -251,7 +301,9 @@ class EdgeHandler:
 
     # --- origin-response -----------------------------------------------------------------------
 
-    def _origin_response(self, record: CloudFrontRecord, context: Any) -> dict[str, Any]:
+    def _origin_response(
+        self, record: CloudFrontRecord, context: Any, counts: dict[str, int]
+    ) -> dict[str, Any]:
         response = record.response
         assert response is not None
         try:
@@ -270,7 +322,9 @@ class EdgeHandler:
                 # look: random keys must not fill the queue with jobs that find nothing.
                 chase = status == 404
                 if not chase or len(self.plan.route(key).targets) > 1:
-                    self._enqueue(key, context, rationed=chase)
+                    sent = self._enqueue(key, context, rationed=chase)
+                    if sent is not None:
+                        counts["CopiesEnqueued" if sent else "EnqueueFailures"] = 1
         except Exception:  # never turn a served response into a viewer error
             _log().exception("origin-response handling failed for %s", record.uri)
         return response
@@ -301,23 +355,27 @@ class EdgeHandler:
                 self._recent.popitem(last=False)
             return False
 
-    def _enqueue(self, key: str, context: Any, *, rationed: bool = False) -> None:
+    def _enqueue(self, key: str, context: Any, *, rationed: bool = False) -> bool | None:
+        """Send a copy job for ``key``: True when sent, False when sending failed, None
+        when no job was due (sent recently, or over the 404 budget)."""
         if self._seen_recently(key):
-            return
+            return None
         if rationed and not self._may_chase_not_found():
             with self._lock:  # not sent: a later request may try again
                 self._recent.pop(key, None)
-            return
+            return None
         url = self._queue_url_for(context)
         if url is None:
             _log().error("no copy queue is known; %s not enqueued", key)
-            return
+            return False
         try:
-            self._client().send_message(QueueUrl=url, MessageBody=json.dumps({"key": key}))
+            self._client().send_message(QueueUrl=url, MessageBody=CopyJob(key).to_json())
         except Exception:
             with self._lock:  # let the next request for this key try again
                 self._recent.pop(key, None)
             _log().exception("could not enqueue a copy of %s", key)
+            return False
+        return True
 
     def _queue_url_for(self, context: Any) -> str | None:
         if self._queue_url:
@@ -355,6 +413,7 @@ def make_edge_handler(
     secrets: SecretResolver | None = None,
     adapters: dict[str, OriginAdapter[Any]] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    metrics: Callable[[str], None] | None = None,
 ) -> EdgeHandler:
     """Build the edge function (origin-request and origin-response) for ``config``.
 
@@ -373,6 +432,9 @@ def make_edge_handler(
         secrets: Resolves the origins' secrets (Secrets Manager values cached five minutes).
         adapters: Origin adapters by name (built on first use otherwise).
         clock: Monotonic clock for de-duplicating enqueues and rationing those after 404s.
+        metrics: Receives one CloudWatch EMF line (JSON text) per invocation that counted
+            something (:data:`EDGE_METRICS`); the deployed function prints them, which puts
+            them in its log group in the region it runs in. Default: no metrics.
     """
     from backorigin.bundling import edge_plan
 
@@ -386,4 +448,5 @@ def make_edge_handler(
         secrets=secrets,
         adapters=dict(adapters or {}),
         clock=clock,
+        metrics=metrics,
     )

@@ -65,6 +65,9 @@ def _handler(role: str) -> Any:
                     secrets=None,
                     adapters={},
                     clock=_monotonic(),
+                    # Printed lines land in the log group of the region the function runs
+                    # in, where CloudWatch reads them as EMF metrics.
+                    metrics=print,
                 )
             else:
                 from backorigin.handlers.fetcher import make_fetcher_handler
