@@ -19,7 +19,8 @@ The adapter
   request that carries an ``x-amz-*`` header it did not sign (:meth:`S3Adapter.sign`).
 
 botocore's exceptions are translated into :mod:`backorigin.errors` in :func:`_translate` and
-nowhere else.
+nowhere else, with the shared S3 status and error-code table
+(:func:`backorigin.adapters.read.status_error`).
 """
 
 from __future__ import annotations
@@ -31,18 +32,19 @@ import binascii
 import re
 import ssl
 import threading
-from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import partial
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import urlsplit
 
 from backorigin import __version__
-from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.adapters.base import OriginAdapter
 from backorigin.adapters.headers import retry_after_seconds
+from backorigin.adapters.read import RawGet, content_range, status_error
 from backorigin.config.origins import (
     OriginConfig,
     S3AccessKeyAuth,
@@ -53,21 +55,18 @@ from backorigin.config.origins import (
 )
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import (
-    InvalidRange,
-    ObjectNotFound,
     OriginError,
     PermissionDenied,
-    PreconditionFailed,
     TransientOriginError,
     Unauthenticated,
 )
 from backorigin.keys import validate_key
 from backorigin.types import (
     AWS_PARTITION,
-    ByteRange,
     Checksums,
     DeploymentNeeds,
     FunctionRole,
+    GetOptions,
     IamStatement,
     ObjectInfo,
     OriginRequest,
@@ -89,7 +88,7 @@ DEFAULT_REGION = "us-east-1"
 _POOL_SIZE = 32  # connections kept per client; the copy engine reads ranges in parallel
 
 _MD5_ETAG = re.compile(r'^"?([0-9A-Fa-f]{32})"?$')
-_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_READ_SIZE = 1024 * 1024  # bytes one readinto of a body asks for at most
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # (response field, Checksums attribute, digest size) of S3's additional checksums.
 _ADDITIONAL_CHECKSUMS = (
@@ -103,47 +102,6 @@ _MD5_ETAG_SSE = frozenset({None, "AES256"})
 
 
 # --- error mapping --------------------------------------------------------------------------
-
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion", "404"})
-_UNAUTHENTICATED_CODES = frozenset(
-    {
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "InvalidClientTokenId",
-        "InvalidToken",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "TokenRefreshRequired",
-        "MissingSecurityHeader",
-        "MissingAuthenticationToken",
-        "IncompleteSignature",
-        "InvalidSecurity",
-        "RequestTimeTooSkewed",
-        "Unauthorized",
-        "401",
-    }
-)
-_DENIED_CODES = frozenset(
-    {"AccessDenied", "AccessDeniedException", "AllAccessDisabled", "AccountProblem", "403"}
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "PriorRequestNotComplete",
-    }
-)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -186,26 +144,18 @@ def _translate(exc: BaseException, what: str) -> OriginError:
         code = str(error.get("Code") or "")
         status = int(meta.get("HTTPStatusCode") or 0)
         message = f"{what}: {exc.operation_name} failed with {code or 'an error'} (HTTP {status})"
-        if code == "NoSuchVersion":
-            return PreconditionFailed(f"{what}: the pinned version no longer exists")
-        if code in _NOT_FOUND_CODES or status == 404:
-            return ObjectNotFound(message)
-        if code == "PreconditionFailed" or status == 412:
-            return PreconditionFailed(f"{what}: the object changed (HTTP 412)")
-        if code == "InvalidRange" or status == 416:
-            return InvalidRange(message)
-        if code in _UNAUTHENTICATED_CODES or status == 401:
-            return Unauthenticated(message)
         if code == "InvalidObjectState":
             return PermissionDenied(f"{message}: the object is archived; restore it first")
-        if code in _DENIED_CODES or status == 403:
-            return PermissionDenied(message)
-        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
-            headers = meta.get("HTTPHeaders", {})
-            return TransientOriginError(message, retry_after=_retry_after(headers))
         if status in (301, 307) or code == "AuthorizationHeaderMalformed":
             return OriginError(f"{message}: check the origin's region and endpoint_url")
-        return OriginError(message)
+        headers = meta.get("HTTPHeaders", {})
+        return status_error(
+            status or None,
+            f"{what}: {exc.operation_name}",
+            protocol="s3",
+            code=code or None,
+            retry_after=_retry_after(headers),
+        )
     name = type(exc).__name__
     if isinstance(
         exc,
@@ -234,45 +184,16 @@ def _translate(exc: BaseException, what: str) -> OriginError:
 
 
 def version_token(etag: str | None, version_id: str | None) -> str | None:
-    """The version token of an S3 object, self-describing by its prefix.
+    """The version token of an S3 object: its VersionId in a versioned bucket, else its ETag.
 
-    ``vid:<VersionId>|<ETag>`` in a versioned bucket, else ``etag:<ETag>``; ``None`` when the
-    object has neither. VersionId ``null`` (objects written while versioning was off or
-    suspended) is not an identity, since the next write replaces that version in place, so
-    such objects are pinned by ETag.
+    VersionId ``null`` (objects written while versioning was off or suspended) is not an
+    identity, since the next write replaces that version in place, so such objects are
+    known by their ETag. The token is compared, never taken apart: the read pins with the
+    ETag (``If-Match``) and the shared read path compares the answer's token.
     """
     if version_id and version_id != "null":
-        return f"vid:{version_id}|{etag or ''}"
-    if etag:
-        return f"etag:{etag}"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Pin:
-    """A parsed version token: what to send, and what the answer must agree with."""
-
-    etag: str | None
-    version_id: str | None = None
-
-    @classmethod
-    def parse(cls, token: str) -> _Pin:
-        if token.startswith("etag:") and len(token) > len("etag:"):
-            return cls(etag=token[len("etag:") :])
-        if token.startswith("vid:"):
-            version_id, _, etag = token[len("vid:") :].rpartition("|")
-            if version_id:
-                return cls(etag=etag or None, version_id=version_id)
-        raise ValueError(f"malformed S3 version token {token!r}")
-
-    def check(self, response: Mapping[str, Any], what: str) -> None:
-        """Refuse an answer of another version (for servers that ignore ``If-Match``, and
-        for a version replaced by one with the same bytes, hence the same ETag)."""
-        etag = response.get("ETag")
-        if self.etag is not None and etag is not None and etag != self.etag:
-            raise PreconditionFailed(f"{what}: the object changed (ETag {etag})")
-        if self.version_id is not None and response.get("VersionId") != self.version_id:
-            raise PreconditionFailed(f"{what}: the object changed (another VersionId)")
+        return version_id
+    return etag or None
 
 
 def _b64_digest(value: object, size: int) -> bytes | None:
@@ -321,30 +242,6 @@ def _expires(response: Mapping[str, Any]) -> str | None:
     if isinstance(parsed, datetime):
         return format_datetime(parsed.astimezone(UTC), usegmt=True)
     return parsed if isinstance(parsed, str) and parsed else None
-
-
-def _window(
-    response: Mapping[str, Any], range: ByteRange | None, what: str
-) -> tuple[int, int | None]:
-    """Check a GetObject answer; return (bytes to skip, bytes to deliver or None for all)."""
-    content_range = response.get("ContentRange")
-    if content_range:
-        match = _CONTENT_RANGE.match(str(content_range).strip())
-        if range is None or match is None:
-            raise OriginError(f"{what}: an answer with an unexpected Content-Range")
-        first, last = int(match.group(1)), int(match.group(2))
-        total = None if match.group(3) == "*" else int(match.group(3))
-        if total is not None and range.resolve(total) != (first, last + 1):
-            raise OriginError(f"{what}: the server sent bytes {first}-{last}/{total}")
-        return 0, last + 1 - first
-    size = response.get("ContentLength")
-    if range is None:
-        return 0, size if isinstance(size, int) else None
-    if not isinstance(size, int):
-        raise OriginError(f"{what}: the server ignored Range and stated no length")
-    # The server ignored Range (some do for empty objects): cut the bytes out ourselves.
-    start, stop = range.resolve(size)
-    return start, stop - start
 
 
 def _viewer_auth(name: str) -> bool:
@@ -460,59 +357,52 @@ class S3Adapter(OriginAdapter[S3Origin]):
             )
         except _sdk_errors() as exc:
             raise _translate(exc, what) from exc
-        etag = response.get("ETag")
-        return ObjectInfo(
-            key=key,
-            size=int(response.get("ContentLength", 0)),
-            etag=etag,
-            version=version_token(etag, response.get("VersionId")),
-            last_modified=response.get("LastModified"),
-            content_type=response.get("ContentType"),
-            content_encoding=response.get("ContentEncoding"),
-            cache_control=response.get("CacheControl"),
-            content_disposition=response.get("ContentDisposition"),
-            content_language=response.get("ContentLanguage"),
-            expires=_expires(response),
-            metadata=MappingProxyType(
-                {k.lower(): v for k, v in (response.get("Metadata") or {}).items()}
-            ),
-            checksums=checksums_from_head(response),
-        )
+        return _info(key, response, int(response.get("ContentLength", 0)))
 
-    def read(  # type: ignore[override]  # the old primitive, until get_once replaces it
-        self, key: str, range: ByteRange | None = None, version: str | None = None
-    ) -> ObjectStream:
-        """Stream ``key`` (or ``range`` of it), raw, pinned to ``version`` if given.
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        """One GetObject of ``key`` (or ``options.range`` of it), raw.
 
-        A range that starts at or after the end of the object raises :class:`InvalidRange`
-        (S3 answers 416); the end of a range is clamped at EOF.
-
-        The pin is sent as ``If-Match`` and checked against the answer's ETag and VersionId.
-        The VersionId of a ``vid:`` token is deliberately not sent as ``VersionId``: S3 would
-        serve that version even after the object was replaced, and the contract is to fail
-        with :class:`PreconditionFailed` once the object is no longer that version.
+        The pin is sent as ``If-Match`` (its ETag); the shared read path compares the
+        answer's VersionId and size as well. The VersionId is deliberately not sent as
+        ``VersionId``: S3 would serve that version even after the object was replaced, and
+        the contract is to fail with :class:`PreconditionFailed` once the object is no longer
+        that version. A whole-object read asks for the additional checksums
+        (``ChecksumMode``), so its metadata is what :meth:`head` says.
         """
         name = self._object_key(key)
+        range = options.range
         what = f"GET {key!r}{f' ({range})' if range else ''} at origin {self.name!r}"
-        pin = _Pin.parse(version) if version is not None else None
         params: dict[str, Any] = {"Bucket": self.config.bucket, "Key": name}
         if range is not None:
             params["Range"] = range.header()
-        if pin is not None and pin.etag is not None:
-            params["IfMatch"] = pin.etag
+        else:
+            params["ChecksumMode"] = "ENABLED"
+        etag = options.etag_condition()
+        if etag is not None:
+            params["IfMatch"] = etag
         try:
             response = self._client(what).get_object(**params)
         except _sdk_errors() as exc:
             raise _translate(exc, what) from exc
         body = response["Body"]
         try:
-            if pin is not None:
-                pin.check(response, what)
-            skip, limit = _window(response, range, what)
+            served: tuple[int, int] | None = None
+            parsed = content_range(response.get("ContentRange"))
+            if response.get("ContentRange"):
+                first, last, total = parsed if parsed is not None else (None, None, None)
+                if first is None or last is None or total is None:
+                    raise OriginError(f"{what}: an answer with an unusable Content-Range")
+                served, size = (first, last + 1), total
+            else:
+                length = response.get("ContentLength")
+                if not isinstance(length, int):
+                    raise OriginError(f"{what}: the answer states no length")
+                size = length
+            info = _info(key, response, size, whole_body=served is None)
         except BaseException:
             body.close()
             raise
-        return _BodyStream(body, skip, limit, what, self.chunk_size)
+        return RawGet(body=_S3Body(body, what), info=info, served=served)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, via ListObjectsV2 pages.
@@ -777,63 +667,54 @@ class S3Adapter(OriginAdapter[S3Origin]):
         return frozen
 
 
-class _BodyStream(Iterator[bytes]):
-    """The chunks of one GetObject body; closing it (or finishing) releases the connection.
+class _S3Body:
+    """A GetObject body for the shared read path; closing it releases the connection."""
 
-    Bytes before ``skip`` are dropped and at most ``limit`` bytes are delivered, which is how an
-    answer that ignored Range still yields exactly the requested bytes.
-    """
-
-    def __init__(
-        self, body: StreamingBody, skip: int, limit: int | None, what: str, chunk_size: int
-    ) -> None:
+    def __init__(self, body: StreamingBody, what: str) -> None:
         self._body: StreamingBody | None = body
-        self._chunks = self._generate(body, skip, limit, what, chunk_size)
+        self._what = what
 
-    def __iter__(self) -> _BodyStream:
-        return self
-
-    def __next__(self) -> bytes:
-        return next(self._chunks)
+    def readinto(self, buffer: memoryview) -> int:
+        body = self._body
+        if body is None:
+            return 0
+        try:
+            # At most _READ_SIZE per call: a read that times out loses what it had, and the
+            # resume asks for it again.
+            return int(body.readinto(cast("IO[bytes]", buffer[:_READ_SIZE])) or 0)
+        except _sdk_errors() as exc:
+            raise _translate(exc, self._what) from exc
 
     def close(self) -> None:
-        """Stop reading and release the connection."""
-        self._chunks.close()
-        self._release()
-
-    def __enter__(self) -> _BodyStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _release(self) -> None:
         body, self._body = self._body, None
         if body is not None:
             body.close()
 
-    def _generate(
-        self, body: StreamingBody, skip: int, limit: int | None, what: str, chunk_size: int
-    ) -> Generator[bytes]:
-        delivered = 0
-        try:
-            try:
-                for chunk in body.iter_chunks(chunk_size):
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        chunk, skip = chunk[dropped:], skip - dropped
-                    if limit is not None:
-                        chunk = chunk[: limit - delivered]
-                    if chunk:
-                        delivered += len(chunk)
-                        yield chunk
-                    if limit is not None and delivered >= limit:
-                        break
-            except _sdk_errors() as exc:
-                raise _translate(exc, what) from exc
-            if limit is not None and delivered < limit:
-                raise TransientOriginError(
-                    f"{what}: the body ended after {delivered} of {limit} bytes"
-                )
-        finally:
-            self._release()
+
+def _info(
+    key: str, response: Mapping[str, Any], size: int, *, whole_body: bool = True
+) -> ObjectInfo:
+    """ObjectInfo from a HeadObject or GetObject answer (``size``: the whole object's)."""
+    etag = response.get("ETag")
+    return ObjectInfo(
+        key=key,
+        size=size,
+        etag=etag,
+        version=version_token(etag, response.get("VersionId")),
+        last_modified=response.get("LastModified"),
+        content_type=response.get("ContentType"),
+        content_encoding=response.get("ContentEncoding"),
+        cache_control=response.get("CacheControl"),
+        content_disposition=response.get("ContentDisposition"),
+        content_language=response.get("ContentLanguage"),
+        expires=_expires(response),
+        metadata=MappingProxyType(
+            {k.lower(): v for k, v in (response.get("Metadata") or {}).items()}
+        ),
+        # A part's answer states the part's checksums (or none): only whole answers count.
+        checksums=checksums_from_head(response) if whole_body else _md5_only(response),
+    )
+
+
+def _md5_only(response: Mapping[str, Any]) -> Checksums:
+    return Checksums(md5=checksums_from_head(response).md5)
