@@ -16,7 +16,8 @@ The adapter
 At the edge, :meth:`AzureAdapter.sign` appends a SAS to the origin request: the configured
 one, or, with an account key, a short-lived read-only SAS for exactly the requested blob.
 
-The SDK's exceptions are mapped to :mod:`backorigin.errors` in :func:`_translate`, nowhere else.
+The SDK's exceptions are mapped to :mod:`backorigin.errors` in :func:`_translate`, nowhere else,
+with the shared Azure status and error-code table (:func:`backorigin.adapters.read.status_error`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import logging
 import re
 import threading
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -39,8 +40,9 @@ from urllib.parse import unquote, urlsplit
 from pydantic import SecretStr
 
 from backorigin import __version__
-from backorigin.adapters.base import ObjectStream, OriginAdapter, extra_requirements, require
+from backorigin.adapters.base import OriginAdapter, extra_requirements, require
 from backorigin.adapters.headers import retry_after_seconds
+from backorigin.adapters.read import ChunkBody, RawGet, content_range, status_error
 from backorigin.config.origins import (
     AzureAccountKeyAuth,
     AzureConnectionStringAuth,
@@ -53,7 +55,6 @@ from backorigin.errors import (
     InvalidRange,
     ObjectNotFound,
     OriginError,
-    PermissionDenied,
     PreconditionFailed,
     TransientOriginError,
     Unauthenticated,
@@ -64,6 +65,7 @@ from backorigin.types import (
     Checksums,
     DeploymentNeeds,
     FunctionRole,
+    GetOptions,
     ObjectInfo,
     OriginRequest,
     OriginSpec,
@@ -246,29 +248,21 @@ def _translate(exc: AzureError, what: str) -> OriginError:
     response = getattr(exc, "response", None)
     status: int | None = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
     code = _error_code(exc)
-    detail = " ".join(p for p in (f"HTTP {status}" if status else "", code or "") if p)
-    message = f"{what}: {detail or type(exc).__name__}"
-    if isinstance(exc, sdk.ResourceModifiedError) or status == 412:
-        return PreconditionFailed(f"{what}: the blob changed ({detail or 'HTTP 412'})")
-    if isinstance(exc, sdk.ResourceNotFoundError) or status == 404:
-        return ObjectNotFound(message)
-    if status == 416 or code == "InvalidRange":
-        return InvalidRange(message)
-    if status == 401 or code in _UNAUTHENTICATED_CODES:
-        return Unauthenticated(message)
-    if status == 403 or code == "PublicAccessNotPermitted":  # the latter is a 409
-        return PermissionDenied(message)
-    if isinstance(exc, sdk.ClientAuthenticationError):
+    if status is None and isinstance(exc, sdk.ResourceModifiedError):
+        return PreconditionFailed(f"{what}: the blob changed")
+    if status is None and isinstance(exc, sdk.ResourceNotFoundError):
+        return ObjectNotFound(f"{what}: {type(exc).__name__}")
+    if status is None and isinstance(exc, sdk.ClientAuthenticationError):
         # Raised before any request, e.g. an account key the SDK cannot sign with.
         return Unauthenticated(f"{what}: cannot sign the request ({type(exc).__name__})")
-    if status is not None and (status in (408, 429) or status >= 500):
-        return TransientOriginError(message, retry_after=_retry_after(exc))
-    if isinstance(exc, sdk.ServiceRequestError | sdk.ServiceResponseError) or (
-        isinstance(exc, sdk.HttpResponseError) and status is None
-    ):
+    if status is not None or code is not None:
+        return status_error(
+            status, what, protocol="azure", code=code, retry_after=_retry_after(exc)
+        )
+    if isinstance(exc, sdk.ServiceRequestError | sdk.ServiceResponseError | sdk.HttpResponseError):
         # Connection refused or reset, timeouts, a body cut short: worth a later retry.
         return TransientOriginError(f"{what}: connection failed ({type(exc).__name__})")
-    return OriginError(message)
+    return OriginError(f"{what}: {type(exc).__name__}")
 
 
 @contextlib.contextmanager
@@ -367,18 +361,21 @@ class AzureAdapter(OriginAdapter[AzureOrigin]):
             properties = blob.get_blob_properties()
         return self._info(key, properties)
 
-    def read(  # type: ignore[override]  # the old primitive, until get_once replaces it
-        self, key: str, range: ByteRange | None = None, version: str | None = None
-    ) -> ObjectStream:
-        """Stream ``key`` (or ``range`` of it), raw, pinned to the ETag ``version`` if given."""
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        """One download of ``key`` (or ``options.range`` of it), raw, pinned to the ETag.
+
+        The SDK fetches the window in GETs of ``chunk_size`` bytes, every one after the
+        first pinned to the ETag the first one saw. Azure's ``x-ms-range`` has no suffix
+        form, so a suffix range costs a properties request first (the copy engine never
+        asks for one).
+        """
         blob = self._blob(key)
+        range = options.range
         what = f"GET {key!r}{f' ({range})' if range else ''} at origin {self.name!r}"
         with _translated(what):
-            pin = self._pin(version)
+            pin = self._pin(options.etag_condition())
             offset = length = None
             if range is not None and range.kind == "suffix":
-                # Azure's x-ms-range has no suffix form: learn the size, then read pinned to
-                # the version it belongs to.
                 properties = blob.get_blob_properties(**pin)
                 start, stop = _resolve(range, properties.size, what)
                 pin = self._pin(_quoted(properties.etag))
@@ -389,15 +386,19 @@ class AzureAdapter(OriginAdapter[AzureOrigin]):
             downloader = blob.download_blob(
                 offset=offset, length=length, max_concurrency=1, decompress=False, **pin
             )
-            if range is not None and range.kind != "suffix":
-                total = _total_size(downloader.properties.content_range)
-                if total is None:
-                    raise OriginError(f"{what}: the answer states no blob size")
-                # The service answers 416 for ranges past EOF; Azurite serves a range that
-                # starts exactly at EOF as empty, so the rule is applied here too.
-                _resolve(range, total, what)
+            properties = downloader.properties
             chunks = downloader.chunks()
-        return _stream(chunks, what)
+        first, last, total = content_range(properties.content_range) or (None, None, None)
+        served: tuple[int, int] | None = None
+        if first is not None and last is not None and total is not None:
+            # The SDK writes the requested end here, not the service's: clamp it at EOF.
+            size, served = total, (first, min(last + 1, total))
+        elif offset:
+            raise OriginError(f"{what}: the answer states no usable Content-Range")
+        else:
+            size = int(properties.size)
+        info = replace(self._info(key, properties), size=size)
+        return RawGet(body=ChunkBody(_stream(chunks, what)), info=info, served=served)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every blob whose key starts with ``prefix``, a page at a time, keys relative to the
