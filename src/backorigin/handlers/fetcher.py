@@ -11,7 +11,6 @@ from __future__ import annotations
 
 __all__ = ["CopyFailed", "FetcherHandler", "make_fetcher_handler"]
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +28,7 @@ from backorigin.config.models import Config
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import BackoriginError
 from backorigin.transfer import CopyEngine, CopyOutcome, CopyResult
+from backorigin.transfer.job import CopyJob, MalformedJob
 
 # Stop starting work this long before the Lambda times out, so an unfinished multipart copy
 # is suspended cleanly (and resumed by the retry) instead of being killed mid-request.
@@ -83,21 +83,18 @@ class FetcherHandler:
 
     def _on_record(self, record: SQSRecord, context: Any) -> None:
         try:
-            body = json.loads(record.body)
-            key = body["key"]
-            replace = body.get("replace")  # a refresh: the ETag of the stale copy to replace
-            if not isinstance(key, str) or not isinstance(replace, str | None):
-                raise TypeError("key or replace is not a string")
-        except (ValueError, KeyError, TypeError) as exc:
+            # .get: a record without a body is a malformed job, not a batch failure.
+            job = CopyJob.from_json(record.get("body"))
+        except MalformedJob as exc:
             # A malformed job can never succeed: log it and let it go rather than retry.
             self.logger.error(
                 "dropping malformed copy job", message_id=record.message_id, error=str(exc)
             )
             self.metrics.add_metric("MalformedJobs", MetricUnit.Count, 1)
             return
-        result = self._copy(key, context, replace)
+        result = self._copy(job.key, context, job.replace)
         if not result.outcome.final:
-            raise CopyFailed(f"{key}: {result.outcome.value}: {result.reason}")
+            raise CopyFailed(f"{job.key}: {result.outcome.value}: {result.reason}")
 
     def _copy(self, key: str, context: Any, replace: str | None = None) -> CopyResult:
         deadline = None

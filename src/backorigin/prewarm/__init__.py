@@ -20,7 +20,6 @@ from backorigin.prewarm.enqueue import (
     Enqueuer,
     EnqueueTally,
     QueueUnusable,
-    job_body,
 )
 from backorigin.prewarm.keys_file import KeyWriter, count_keys, read_keys
 from backorigin.prewarm.listing import Job, Scan, Walk, plan_scans, routable, viewer_keys
@@ -60,7 +59,6 @@ __all__ = [
     "Walk",
     "compare",
     "count_keys",
-    "job_body",
     "plan_scans",
     "read_keys",
     "reconcile",

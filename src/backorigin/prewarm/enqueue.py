@@ -1,19 +1,18 @@
 """Distributed prewarm: copy jobs sent to the copy queue, for the deployed fetchers to run.
 
-Jobs go out with SQS ``SendMessageBatch``, ten per call (the API's limit), with the body the
-edge function sends (``{"key": KEY}``), so the fetcher cannot tell a prewarm job from one a
-viewer request caused. A batch call can succeed for some entries and fail for others: the
-failed entries are sent again, a bounded number of times with exponential backoff, unless SQS
-says the sender is at fault (retrying the same entry cannot help then). SQS delivers at least
-once and a re-sent entry may duplicate one that did arrive; that is harmless, since a copy of an
-object already in S3 ends ``exists`` after one HEAD.
+Jobs go out with SQS ``SendMessageBatch``, ten per call (the API's limit), as the
+:class:`~backorigin.transfer.job.CopyJob` the edge function sends, so the fetcher cannot tell
+a prewarm job from one a viewer request caused. A batch call can succeed for some entries and
+fail for others: the failed entries are sent again, a bounded number of times with exponential
+backoff, unless SQS says the sender is at fault (retrying the same entry cannot help then). SQS
+delivers at least once and a re-sent entry may duplicate one that did arrive; that is harmless,
+since a copy of an object already in S3 ends ``exists`` after one HEAD.
 """
 
 from __future__ import annotations
 
-__all__ = ["BATCH_SIZE", "EnqueueTally", "Enqueuer", "QueueUnusable", "job_body"]
+__all__ = ["BATCH_SIZE", "EnqueueTally", "Enqueuer", "QueueUnusable"]
 
-import json
 import logging
 import threading
 import time
@@ -27,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from backorigin.errors import BackoriginError
 from backorigin.prewarm.keys_file import KeyWriter
+from backorigin.transfer.job import CopyJob
 
 log = logging.getLogger("backorigin.prewarm")
 
@@ -55,23 +55,8 @@ def _fatal(exc: ClientError) -> bool:
     return 400 <= status < 500 and status != 429 and error.get("Code") not in _THROTTLING
 
 
-def job_body(key: str, replace: str | None = None) -> str:
-    """The message body of a copy job, exactly as the edge function writes it.
-
-    A refresh (reconcile's job for a stale copy) also names the ETag of the copy to replace:
-    ``{"key": KEY, "replace": ETAG}``; the fetcher then replaces exactly that object.
-    """
-    if replace is None:
-        return json.dumps({"key": key})
-    return json.dumps({"key": key, "replace": replace})
-
-
-def _key_of(job: str | tuple[str, str | None]) -> str:
-    return job if isinstance(job, str) else job[0]
-
-
-def _body_of(job: str | tuple[str, str | None]) -> str:
-    return job_body(job) if isinstance(job, str) else job_body(*job)
+def _job_of(job: str | CopyJob) -> CopyJob:
+    return job if isinstance(job, CopyJob) else CopyJob(job)
 
 
 @dataclass
@@ -131,10 +116,8 @@ class Enqueuer:
         self.backoff = backoff
         self._sleep = sleep
 
-    def send_batch(
-        self, keys: Sequence[str | tuple[str, str | None]]
-    ) -> tuple[list[tuple[str, str]], int]:
-        """Send up to ten jobs: keys, or ``(key, ETag of the copy to replace)`` for refreshes.
+    def send_batch(self, jobs: Sequence[str | CopyJob]) -> tuple[list[tuple[str, str]], int]:
+        """Send up to ten jobs: viewer keys, or copy jobs (a refresh names the ETag to replace).
 
         Returns:
             The ``(key, reason)`` of the jobs that could not be sent, and the number of calls
@@ -143,9 +126,9 @@ class Enqueuer:
         Raises:
             QueueUnusable: SQS refused the call itself as the client's fault.
         """
-        if len(keys) > BATCH_SIZE:
+        if len(jobs) > BATCH_SIZE:
             raise ValueError(f"a batch holds at most {BATCH_SIZE} jobs")
-        pending = {str(index): job for index, job in enumerate(keys)}
+        pending = {str(index): _job_of(job) for index, job in enumerate(jobs)}
         failures: list[tuple[str, str]] = []
         reason = "not sent"
         calls = 0
@@ -154,7 +137,7 @@ class Enqueuer:
                 break
             if attempt:
                 self._sleep(self.backoff * 2 ** (attempt - 1))
-            entries = [{"Id": i, "MessageBody": _body_of(job)} for i, job in pending.items()]
+            entries = [{"Id": i, "MessageBody": job.to_json()} for i, job in pending.items()]
             calls += 1
             try:
                 response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
@@ -178,10 +161,10 @@ class Enqueuer:
                 if entry.get("SenderFault"):
                     job = pending.pop(str(entry["Id"]), None)
                     if job is not None:
-                        failures.append((_key_of(job), why))
+                        failures.append((job.key, why))
                 else:
                     reason = why
-        failures.extend((_key_of(job), reason) for job in pending.values())
+        failures.extend((job.key, reason) for job in pending.values())
         return failures, calls
 
     def send_all(

@@ -39,6 +39,7 @@ from backorigin.prewarm.enqueue import BATCH_SIZE, Enqueuer
 from backorigin.prewarm.status import RECENT, Entry, State, StatusReport, Survey, adapters_of
 from backorigin.transfer import CopyEngine, CopyOutcome
 from backorigin.transfer.bucket import Bucket, BucketError, make_s3_client
+from backorigin.transfer.job import CopyJob
 
 log = logging.getLogger("backorigin.prewarm")
 
@@ -177,7 +178,7 @@ class _Batcher:
 
     def _send(self, batch: list[tuple[Action, str, str | None]]) -> None:
         try:
-            failures, _ = self.enqueuer.send_batch([(key, etag) for _, key, etag in batch])
+            failures, _ = self.enqueuer.send_batch([CopyJob(key, etag) for _, key, etag in batch])
         except Exception as exc:  # QueueUnusable, or a bug: these jobs were not sent
             failures = [(key, f"{type(exc).__name__}: {exc}") for _, key, _ in batch]
         failed = dict(failures)
