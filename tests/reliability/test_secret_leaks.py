@@ -224,7 +224,7 @@ class World:
                 "{mode: connection_string, connection_string: {secret: {env: AZ_CONN}}}",
             )
             + f"  - {{name: gcs, type: gcs, bucket: {self.gcs_bucket}, endpoint_url: '{gcs_url}', "
-            f"prefix: '{tag}/', retry_timeout: 0, auth: {{mode: hmac, access_id: {{secret: "
+            f"prefix: '{tag}/', retries: 0, auth: {{mode: hmac, access_id: {{secret: "
             "{env: GCS_ID}}, secret: {secret: {env: GCS_SECRET}}}}\n"
             "routes:\n" + routes + "copy: {part_size: 5MiB, concurrency: 2}\n"
         )
