@@ -296,7 +296,7 @@ def edge_plan(config: Config) -> dict[str, Any]:
     return {
         "format": EDGE_PLAN_FORMAT,
         "origins": origins,
-        "default_origin": config.origins[0].name,
+        "default_origin": config.default_origin,
         "routes": [
             {
                 "prefix": route.prefix,
@@ -340,9 +340,9 @@ def _reached_without_adapter(adapter: Any, base: type[Any]) -> bool:
 def edge_origin_name(config: Config) -> str:
     """The origin CloudFront's origin group falls back to before the edge function re-routes.
 
-    That is the first route's origin, or the first origin when there are no routes.
+    That is :attr:`Config.default_origin <backorigin.config.Config.default_origin>`.
     """
-    return config.routes[0].origin if config.routes else config.origins[0].name
+    return config.default_origin
 
 
 def edge_origin(config: Config) -> OriginSpec:

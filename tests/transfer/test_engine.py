@@ -344,14 +344,61 @@ def test_an_expired_lease_is_taken_over(bucket: str, seaweedfs: Any, s3_client: 
 
 
 def test_a_live_lease_means_in_progress(engine: Engine) -> None:
-    engine.origins["primary"].put("k", b"abc")
+    body = payload(6 * MiB)  # two parts: a multipart copy, which takes the lease
+    engine.origins["primary"].put("k", body)
     from backorigin.transfer.lease import Lease
 
     held = Lease.acquire(engine.engine.bucket, "", "k", ttl=30)
     assert held is not None
     assert engine.engine.copy("k").outcome is CopyOutcome.IN_PROGRESS
+    assert engine.stored("k") is None
     held.release()
     assert engine.engine.copy("k").outcome is CopyOutcome.COPIED
+    assert engine.stored("k") == body
+
+
+def test_an_object_of_one_part_takes_no_lease(engine: Engine) -> None:
+    """One PutObject needs no lease: its create-only write is the single-flight guard."""
+    engine.origins["primary"].put("k", b"abc")
+    from backorigin.transfer.lease import Lease
+
+    held = Lease.acquire(engine.engine.bucket, "", "k", ttl=30)
+    assert held is not None
+    assert engine.engine.copy("k").outcome is CopyOutcome.COPIED
+    assert engine.stored("k") == b"abc"
+    held.release()
+    assert engine.leases() == []
+    assert engine.engine.copy("k").outcome is CopyOutcome.EXISTS
+
+
+def test_racing_copies_of_a_small_object_store_exactly_one(engine: Engine) -> None:
+    """Copiers racing on one small object may each read it; S3 holds one exact copy."""
+    body = payload(100_000, seed=7)
+    engine.origins["primary"].put("hot-small", body)
+    barrier = threading.Barrier(16)
+    outcomes: list[CopyOutcome] = []
+
+    def run() -> None:
+        barrier.wait()
+        outcomes.append(engine.engine.copy("hot-small", absent=True).outcome)
+
+    threads = [threading.Thread(target=run) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(CopyOutcome.COPIED) == 1, outcomes
+    assert set(outcomes) == {CopyOutcome.COPIED} | ({CopyOutcome.EXISTS} & set(outcomes))
+    assert engine.stored("hot-small") == body
+    assert engine.leases() == []
+
+
+def test_absent_skips_the_first_check_but_never_overwrites(engine: Engine) -> None:
+    engine.origins["primary"].put("k", b"origin")
+    engine.s3.put_object(Bucket=engine.bucket, Key="k", Body=b"already there")
+    result = engine.engine.copy("k", absent=True)
+    assert result.outcome is CopyOutcome.EXISTS
+    assert engine.stored("k") == b"already there"
 
 
 def test_memory_stays_bounded_by_parts(engine: Engine) -> None:

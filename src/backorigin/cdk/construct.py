@@ -44,6 +44,7 @@ from backorigin.types import (
     AWS_REGION,
     AWS_URL_SUFFIX,
     PROVENANCE_HEADERS,
+    RESERVED_PREFIX,
     DeploymentNeeds,
     IamStatement,
     OriginSpec,
@@ -52,7 +53,6 @@ from backorigin.types import (
 PYTHON_VERSION = "3.12"
 EDGE_HANDLER = "backorigin.handlers.lambda_entry.edge"
 FETCHER_HANDLER = "backorigin.handlers.lambda_entry.fetcher"
-RESERVED_PREFIX = ".backorigin/"
 # The fetcher stops starting work this long before its timeout (handlers.fetcher.SAFETY_SECONDS);
 # a shorter timeout would leave it no time at all.
 MIN_FETCHER_TIMEOUT_SECONDS = 60

@@ -11,6 +11,7 @@ application, say — is never clobbered.
 from __future__ import annotations
 
 __all__ = [
+    "Body",
     "Bucket",
     "BucketError",
     "Changed",
@@ -23,10 +24,11 @@ __all__ = [
 
 import base64
 import contextlib
+import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -150,6 +152,63 @@ class ListedObject:
     last_modified: datetime | None
 
 
+class Body(io.RawIOBase):
+    """A read-only, seekable file over a caller's buffer: a request body sent without a copy.
+
+    botocore hands a body that is not a file to its signer wrapped in ``io.BytesIO`` (a copy of
+    every part), while a seekable file is read in place: the signer hashes it through
+    ``readinto``, urllib3 sends it in ``read`` blocks, and a retry rewinds it with ``seek``.
+    ``read`` returns views of the buffer, so sending copies nothing either; the buffer must
+    stay unchanged until the request has returned.
+
+    Args:
+        data: The bytes to send (a ``memoryview`` of a pooled part buffer, typically).
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        chunk = self._view[self._position : self._position + len(target)]
+        target[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def read(self, size: int | None = -1) -> Any:
+        """The next ``size`` bytes (all that is left when negative), as a view of the buffer."""
+        end = len(self._view) if size is None or size < 0 else self._position + size
+        chunk = self._view[self._position : end]
+        self._position += len(chunk)
+        return chunk
+
+    def readall(self) -> bytes:
+        return bytes(self.read())
+
+
+def _body(data: bytes | bytearray | memoryview) -> IO[bytes]:
+    return cast("IO[bytes]", Body(data))
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -190,7 +249,7 @@ class Bucket:
     def put_new(
         self,
         key: str,
-        body: bytes,
+        body: bytes | bytearray | memoryview,
         attributes: Mapping[str, Any],
         *,
         crc32c: bytes,
@@ -206,14 +265,14 @@ class Bucket:
             extra["ContentMD5"] = _b64(md5)
         with _call("PutObject"):
             response = self.client.put_object(
-                Bucket=self.name, Key=key, Body=body, IfNoneMatch="*", **attributes, **extra
+                Bucket=self.name, Key=key, Body=_body(body), IfNoneMatch="*", **attributes, **extra
             )
         return str(response["ETag"])
 
     def put_replacing(
         self,
         key: str,
-        body: bytes,
+        body: bytes | bytearray | memoryview,
         attributes: Mapping[str, Any],
         *,
         etag: str,
@@ -232,7 +291,7 @@ class Bucket:
             extra["ContentMD5"] = _b64(md5)
         with _replacing(key), _call("PutObject"):
             response = self.client.put_object(
-                Bucket=self.name, Key=key, Body=body, IfMatch=etag, **attributes, **extra
+                Bucket=self.name, Key=key, Body=_body(body), IfMatch=etag, **attributes, **extra
             )
         return str(response["ETag"])
 
@@ -279,7 +338,12 @@ class Bucket:
         return str(response["UploadId"])
 
     def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes | bytearray, crc32c: bytes
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: bytes | bytearray | memoryview,
+        crc32c: bytes,
     ) -> str:
         """Upload one part; S3 rejects it if the bytes do not match ``crc32c``. Its ETag."""
         with _call("UploadPart"):
@@ -288,7 +352,7 @@ class Bucket:
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=bytes(body),
+                Body=_body(body),
                 ChecksumCRC32C=_b64(crc32c),
             )
         return str(response["ETag"])

@@ -45,6 +45,11 @@ class ObjectDigests:
             else:
                 self._running[name] = hashlib.new(name)
 
+    @property
+    def needs_bytes(self) -> bool:
+        """Whether any digest is computed (otherwise only :attr:`size` is counted)."""
+        return bool(self._running)
+
     def update(self, data: bytes | bytearray | memoryview) -> None:
         """Feed the next bytes of the object."""
         self.size += len(data)

@@ -4,7 +4,13 @@ S3 ends up with exactly the origin's bytes and metadata, or with nothing: every 
 CRC32C that S3 checks, the whole object is checked against the size and the digests the origin
 states, the object is created with ``If-None-Match: *`` (never overwriting), and any failure
 aborts the multipart upload. Reads are pinned to the version seen at HEAD, run in parallel and
-overlap the uploads, with memory bounded by about ``part_size x (concurrency + 1)``.
+overlap the uploads; parts are read into a fixed pool of buffers and sent from them without a
+copy, so memory is at most ``part_size x (concurrency + 2)`` whatever the object's size.
+
+Single-flight: a multipart copy holds a lease, so one copier reads the object while others
+answer ``in_progress``, and a copy cut short is resumed. An object that fits one PutObject
+takes no lease: racing copiers may each read it (one part each at most), and the create-only
+write lets exactly one of them store it; the others end ``exists``.
 
 The one write that replaces an object is a *refresh* (``copy(key, replace=ETAG)``): it
 replaces a stale copy the engine made earlier, and only that exact object — the write is
@@ -20,9 +26,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -47,6 +52,7 @@ from backorigin.transfer.bucket import (
     StoredObject,
     make_s3_client,
 )
+from backorigin.transfer.buffers import BufferPool
 from backorigin.transfer.digest import ObjectDigests, crc32c
 from backorigin.transfer.lease import Lease, LeaseLost
 from backorigin.transfer.outcome import CopyOutcome, CopyResult
@@ -117,7 +123,12 @@ class CopyEngine:
             return self._adapters[origin]
 
     def copy(
-        self, key: str, *, deadline: float | None = None, replace: str | None = None
+        self,
+        key: str,
+        *,
+        deadline: float | None = None,
+        replace: str | None = None,
+        absent: bool = False,
     ) -> CopyResult:
         """Copy ``key`` into the bucket unless it is there already.
 
@@ -130,6 +141,10 @@ class CopyEngine:
                 carries the engine's provenance is replaced (the write is conditional on the
                 ETag); anything else there ends ``exists`` with the reason, untouched. When
                 no object is at the key any more, the copy is made as usual (create-only).
+            absent: The caller has just seen that the bucket lacks the key (a listing), so
+                the engine does not ask S3 again first. It changes no guarantee: the write
+                is create-only either way, and an object that appeared meanwhile ends
+                ``exists``.
 
         Returns:
             The outcome; this method does not raise for origin, S3 or integrity failures.
@@ -149,7 +164,7 @@ class CopyEngine:
             return result(CopyOutcome.NOT_FOUND, reason=str(exc))
         s3_key = bucket_key(self.config, key)
         try:
-            existing = self.bucket.head(s3_key)
+            existing = None if absent and replace is None else self.bucket.head(s3_key)
             if existing is not None:
                 refusal = _refusal(existing, replace)
                 if refusal is not None or replace is None:
@@ -169,6 +184,10 @@ class CopyEngine:
                 reason=f"{info.size} bytes exceeds copy.max_object_size",
             )
         fields: dict[str, Any] = {"s3_key": s3_key, "origin": target.origin}
+        if info.size <= part_size_for(info.size, self.config.transfer.part_size):
+            # The first check's verdict stands: existing is None, or the copy to replace.
+            replacing = replace if existing is not None else None
+            return self._copy_small(target, info, s3_key, replacing, result, fields)
         try:
             lease = Lease.acquire(
                 self.bucket,
@@ -191,13 +210,8 @@ class CopyEngine:
                 if refusal is not None or replace is None:
                     return result(CopyOutcome.EXISTS, reason=refusal, **fields)
                 if_match = replace
-            if info.size <= part_size_for(info.size, self.config.transfer.part_size):
-                # One part is far quicker than the lease's TTL: no heartbeat thread needed.
-                self._copy_single(target, info, s3_key, if_match)
-                resumed = 0
-            else:
-                lease.start_heartbeat()
-                resumed = self._copy_multipart(target, info, s3_key, lease, deadline, if_match)
+            lease.start_heartbeat()
+            resumed = self._copy_multipart(target, info, s3_key, lease, deadline, if_match)
             return result(CopyOutcome.COPIED, bytes=info.size, resumed_parts=resumed, **fields)
         except Changed as exc:
             return result(CopyOutcome.EXISTS, reason=str(exc), **fields)
@@ -225,6 +239,40 @@ class CopyEngine:
                 except BucketError as exc:  # it expires on its own
                     log.warning("could not release the lease of %s: %s", s3_key, exc)
 
+    def _copy_small(
+        self,
+        target: Target,
+        info: ObjectInfo,
+        s3_key: str,
+        if_match: str | None,
+        result: Callable[..., CopyResult],
+        fields: dict[str, Any],
+    ) -> CopyResult:
+        """Copy an object that fits one PutObject, without a lease.
+
+        The lease exists to share a long copy and to resume it; one PutObject has nothing
+        to resume, and its ``If-None-Match: *`` (or, refreshing, ``If-Match``) already lets
+        exactly one writer win. Copiers racing on one small object may each read it from the
+        origin (at most one part each); S3 still ends up with exactly one copy and the others
+        end ``exists``. Skipping the lease saves four S3 requests per object.
+        """
+        try:
+            self._copy_single(target, info, s3_key, if_match)
+        except Changed as exc:
+            return result(CopyOutcome.EXISTS, reason=str(exc), **fields)
+        except Exists:
+            return result(CopyOutcome.EXISTS, **fields)
+        except ObjectNotFound as exc:
+            return result(
+                CopyOutcome.NOT_FOUND, reason=f"vanished during the copy: {exc}", **fields
+            )
+        except PreconditionFailed:
+            reason = "the origin object changed during the copy; a retry copies the new version"
+            return result(CopyOutcome.FAILED, reason=reason, **fields)
+        except BackoriginError as exc:  # origin, S3, integrity, secrets
+            return result(CopyOutcome.FAILED, reason=str(exc), **fields)
+        return result(CopyOutcome.COPIED, bytes=info.size, **fields)
+
     def close(self) -> None:
         """Release the adapters' connections."""
         with self._adapters_lock:
@@ -246,7 +294,8 @@ class CopyEngine:
         self, target: Target, info: ObjectInfo, s3_key: str, if_match: str | None = None
     ) -> None:
         """One PutObject: create-only, or (``if_match``) replacing exactly that object."""
-        data = bytes(self._read(target, info, 0, info.size))
+        data = bytearray(info.size)
+        self._read_into(target, info, 0, memoryview(data))
         digests = ObjectDigests(info.checksums)
         digests.update(data)
         self._verify(digests, info)
@@ -370,46 +419,82 @@ class CopyEngine:
         lease: Lease,
         deadline: float | None,
     ) -> None:
-        """Read and upload ``todo`` with ``concurrency`` workers, consuming results in order.
+        """Read and upload ``todo`` with ``concurrency`` workers, in a sliding window.
 
-        At most ``concurrency`` parts are in flight or waiting to be hashed, which bounds memory.
+        Each part is read into a buffer of a fixed pool and uploaded from it. A new part
+        starts as soon as a worker and a buffer are free, so one slow part does not hold
+        the others back. Only when the origin states a digest are finished buffers kept
+        until the parts before them are hashed (two spare buffers give that order some
+        slack); otherwise a worker frees its buffer as soon as its upload returns. Memory
+        is the pool: at most ``(concurrency + 2) x part_size``, whatever the object's size.
         """
         concurrency = self.config.transfer.concurrency
-        keep = digests is not None
+        part_size = todo[0].size if todo else 0
+        hashing = digests is not None and digests.needs_bytes
+        pool = BufferPool(max(part_size, 1), concurrency + (2 if hashing else 0))
+        # Finished parts reach the lease in batches of about 1/20 of the object, so that a
+        # copier killed at any moment leaves at most that much (plus the parts in flight)
+        # to be read again, for a lease cost that does not grow with the number of parts.
+        lease.flush_bytes = info.size // 20
 
-        def work(part: Part) -> tuple[str, bytes, bytearray | None]:
-            data = self._read(target, info, part.start, part.stop)
-            crc = _crc_bytes(crc32c(data))
-            etag = self.bucket.upload_part(s3_key, upload_id, part.number, data, crc)
-            # Recorded as soon as it is uploaded, in any order, so that a copier killed now
-            # loses at most the parts still in flight.
-            lease.record_part(part.number, base64.b64encode(crc).decode())
-            return etag, crc, data if keep else None
+        def work(part: Part, buffer: memoryview) -> tuple[Part, str, bytes, memoryview]:
+            view = buffer[: part.size]
+            try:
+                self._read_into(target, info, part.start, view)
+                crc = _crc_bytes(crc32c(view))
+                etag = self.bucket.upload_part(s3_key, upload_id, part.number, view, crc)
+            except BaseException:
+                pool.give(buffer)
+                raise
+            if not hashing:
+                pool.give(buffer)
+            lease.record_part(part.number, base64.b64encode(crc).decode(), part.size)
+            return part, etag, crc, buffer
 
         queue = iter(todo)
-        pending: deque[tuple[Part, Future[tuple[str, bytes, bytearray | None]]]] = deque()
+        upcoming = next(queue, None)
+        hash_order = iter(todo)
+        hash_next = next(hash_order, None)
+        finished: dict[int, memoryview] = {}
+        running: set[Future[tuple[Part, str, bytes, memoryview]]] = set()
         stopping = False
-        with ThreadPoolExecutor(concurrency, thread_name_prefix="backorigin-part") as pool:
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="backorigin-part") as workers:
             try:
                 while True:
-                    while not stopping and len(pending) < concurrency:
-                        part = next(queue, None)
-                        if part is None:
-                            break
-                        pending.append((part, pool.submit(work, part)))
-                    if not pending:
+                    while (
+                        not stopping
+                        and upcoming is not None
+                        and len(running) < concurrency
+                        and pool.available
+                    ):
+                        running.add(workers.submit(work, upcoming, pool.take()))
+                        upcoming = next(queue, None)
+                    if not running:
                         break
-                    part, future = pending.popleft()
-                    etag, crc, data = future.result()
-                    if digests is not None and data is not None:
-                        digests.update(data)
-                    done[part.number] = (etag, crc)
+                    ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        running.discard(future)
+                        part, etag, crc, buffer = future.result()
+                        done[part.number] = (etag, crc)
+                        if hashing:
+                            finished[part.number] = buffer
+                    while hash_next is not None and hash_next.number in finished:
+                        assert digests is not None
+                        buffer = finished.pop(hash_next.number)
+                        digests.update(buffer[: hash_next.size])
+                        pool.give(buffer)
+                        hash_next = next(hash_order, None)
                     if deadline is not None and time.monotonic() > deadline and not stopping:
                         stopping = True
             except BaseException:
-                for _, future in pending:
+                for future in running:
                     future.cancel()
                 raise
+            finally:
+                workers.shutdown(wait=True)
+                pool.close()
+        if digests is not None and not hashing:
+            digests.size += sum(p.size for p in todo)
         if stopping and any(p.number not in done for p in todo):
             raise _DeadlineReached("time ran out; the next attempt resumes this copy")
 
@@ -458,38 +543,41 @@ class CopyEngine:
                     raise
                 time.sleep(0.2 * 2**attempt)
 
-    def _read(self, target: Target, info: ObjectInfo, start: int, stop: int) -> bytearray:
-        """Bytes ``[start, stop)`` of the object, pinned to its version.
+    def _read_into(self, target: Target, info: ObjectInfo, start: int, view: memoryview) -> None:
+        """Fill ``view`` with the object's bytes from ``start`` on, pinned to its version.
 
         A read that fails transiently or ends early resumes from the first missing byte, up to
         ``read_attempts`` times; this is the engine's one retry loop (the adapters retry whole
         requests with their SDKs' own policies).
         """
         adapter = self.adapter(target.origin)
-        wanted = stop - start
-        buffer = bytearray()
+        wanted = len(view)
+        stop = start + wanted
+        filled = 0
         failures = 0
         while True:
             if wanted == 0:
                 stream = adapter.read(target.key, None, info.version)
             else:
                 stream = adapter.read(
-                    target.key, ByteRange.bounded(start + len(buffer), stop), info.version
+                    target.key, ByteRange.bounded(start + filled, stop), info.version
                 )
             error: TransientOriginError | None = None
             try:
                 for chunk in stream:
-                    buffer += chunk
-                    if len(buffer) > wanted:
+                    end = filled + len(chunk)
+                    if end > wanted:
                         raise IntegrityError(
                             f"the origin sent more than the {wanted} bytes asked for"
                         )
+                    view[filled:end] = chunk
+                    filled = end
             except TransientOriginError as exc:
                 error = exc
             finally:
                 stream.close()
-            if len(buffer) == wanted:
-                return buffer
+            if filled == wanted:
+                return
             failures += 1
             if failures >= self.read_attempts:
                 why = str(error) if error else "the origin's response ended early"

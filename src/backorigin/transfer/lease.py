@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = ["Lease", "LeaseLost", "LeaseState", "lease_key"]
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -89,6 +90,10 @@ class Lease:
         self._lost = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pending: list[tuple[int, str]] = []
+        self._pending_bytes = 0
+        self.flush_bytes = 0
+        """Bytes of noted parts that trigger a lease write (0: every part is written at once)."""
         self.previous = previous
 
     @classmethod
@@ -135,25 +140,41 @@ class Lease:
         with self._lock:
             self._write(replace(self._state, **changes))  # type: ignore[arg-type]
 
-    def record_part(self, number: int, crc32c_b64: str) -> None:
-        """Record a finished part (safe to call from several threads at once).
+    def record_part(self, number: int, crc32c_b64: str, size: int = 0) -> None:
+        """Note a finished part (safe to call from several threads at once).
+
+        Parts are written to the lease in batches: when the bytes noted since the last write
+        reach :attr:`flush_bytes`, and with every other write (the heartbeat, :meth:`update`,
+        :meth:`suspend`). So a copy pays a number of lease writes that does not grow with its
+        part count, and a copier killed now leaves at most ``flush_bytes`` of finished parts
+        unrecorded (plus the parts in flight) for its successor to read again.
 
         Raises:
             LeaseLost: another copier took the lease over.
         """
         with self._lock:
-            parts = [*self._state.parts, (number, crc32c_b64)]
-            self._write(replace(self._state, parts=parts))
+            self._pending.append((number, crc32c_b64))
+            self._pending_bytes += size
+            if self._pending_bytes >= self.flush_bytes:
+                self._write(self._state)
 
-    def _write(self, state: LeaseState) -> None:
+    def _write(self, state: LeaseState, *, expires: float | None = None) -> None:
+        """Write ``state`` plus the parts noted since it."""
         if self._lost:
             raise LeaseLost("the copy lease was taken over by another copier")
-        state = replace(state, expires=self._clock() + self._ttl)
+        pending = self._pending
+        state = replace(
+            state,
+            parts=[*state.parts, *pending],
+            expires=self._clock() + self._ttl if expires is None else expires,
+        )
         etag = self._bucket.replace_document(self._key, state.encode(), self._etag)
         if etag is None:
             self._lost = True
             raise LeaseLost("the copy lease was taken over by another copier")
         self._state, self._etag = state, etag
+        self._pending = []
+        self._pending_bytes = 0
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` if a heartbeat found the lease taken over."""
@@ -192,5 +213,6 @@ class Lease:
         self._stop_heartbeat()
         with self._lock:
             if not self._lost:
-                state = replace(self._state, expires=0.0)
-                self._bucket.replace_document(self._key, state.encode(), self._etag)
+                # Best effort, as before: a lease that is not written expires on its own.
+                with contextlib.suppress(LeaseLost, BackoriginError):
+                    self._write(self._state, expires=0.0)
