@@ -46,7 +46,7 @@ def write_config(
         "origins:\n"
         f"  - {{name: web, type: http, base_url: '{origin.url}', retries: 0, backoff: 10ms}}\n"
         # A killed copier's lease expires after a second, so the re-run need not wait long.
-        f"copy: {{lease_ttl: {lease_ttl}}}\n"
+        f"copy: {{lease_ttl: {lease_ttl}, part_size: 5MiB}}\n"
     )
     return path
 
@@ -202,8 +202,9 @@ def test_a_key_another_copier_holds_is_retried_until_its_lease_expires(
     environment: dict[str, str],
 ) -> None:
     keys = ["held/a.txt", "held/b.txt"]
-    for key in keys:
-        origin.put(key, key.encode())
+    # Only a copy of more than one part takes a lease: a.txt is two parts of 5 MiB.
+    origin.put(keys[0], b"a" * (6 * 1024 * 1024))
+    origin.put(keys[1], keys[1].encode())
     origin.reset_counters()
     # A copier that died holding the lease of held/a.txt; it expires when the test says so.
     lease = Lease.acquire(Bucket(s3_client, bucket), "", keys[0], ttl=600)

@@ -1,8 +1,11 @@
 """Local prewarm: a pool of worker threads copying jobs through one shared copy engine.
 
 Re-running after an interruption continues where the last run stopped, without a journal: an
-object already in S3 costs one S3 HEAD and no origin request (the engine's own check), since
-the engine only ever creates complete, verified objects. For listed jobs the S3 object is also
+object already in S3 costs no origin request, since the engine only ever creates complete,
+verified objects. What S3 holds is learnt from a listing of the bucket per batch of keys
+(:mod:`backorigin.prewarm.destination`), not from a HEAD per key; so a key S3 lacks costs one
+origin read and one PutObject, and a key S3 has costs nothing more, or one HEAD where a listed
+job's provenance must be compared. For listed jobs the S3 object is also
 compared with what the origin listed (size, and the provenance the engine recorded: origin,
 version, ETag); a copy of an older version is reported ``stale`` and left alone, because the
 engine never overwrites.
@@ -29,6 +32,7 @@ from enum import StrEnum
 
 from backorigin.errors import InvalidKey, ObjectNotFound
 from backorigin.keys import RESERVED_PREFIX, bucket_key, is_reserved
+from backorigin.prewarm.destination import BATCH, DestinationIndex
 from backorigin.prewarm.keys_file import KeyWriter
 from backorigin.prewarm.listing import Job
 from backorigin.transfer import CopyEngine, CopyOutcome
@@ -38,6 +42,7 @@ from backorigin.transfer.engine import PROVENANCE_PREFIX
 log = logging.getLogger("backorigin.prewarm")
 
 _EXAMPLES = 20
+_UNKNOWN = -1  # a key no listing answered for
 
 
 class Status(StrEnum):
@@ -176,6 +181,8 @@ class LocalPrewarm:
         retry_window: How long a key that stays ``in_progress`` is retried (default: twice
             ``copy.lease_ttl`` plus 5 s).
         clock: Monotonic clock (tests pass their own).
+        list_destination: Learn what the bucket holds from listings, a batch of keys at a
+            time, instead of a HEAD per key.
     """
 
     def __init__(
@@ -187,6 +194,7 @@ class LocalPrewarm:
         on_outcome: Callable[[Outcome], None] | None = None,
         retry_window: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        list_destination: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -203,6 +211,10 @@ class LocalPrewarm:
         self._inflight = 0
         self._retries: list[_Retry] = []
         self._seq = itertools.count()
+        self.destination = DestinationIndex(engine.bucket) if list_destination else None
+        # What the last listing said about keys not yet taken by a worker: the S3 size, or
+        # None for absent. A key is looked up once; a retry asks S3 again.
+        self._known: dict[str, int | None] = {}
 
     # --- one key ------------------------------------------------------------------------------
 
@@ -219,16 +231,22 @@ class LocalPrewarm:
             return Outcome(job.key, Status.INVALID, reason=str(exc))
         except ObjectNotFound:
             pass  # no route: the engine reports it as not_found
-        if job.info is not None:
+        s3_key = bucket_key(self.engine.config, job.key)
+        listed = self._known.pop(s3_key, _UNKNOWN)
+        absent = listed is None
+        if listed is not None and listed != _UNKNOWN and job.info is None:
+            return Outcome(job.key, Status.EXISTS, seconds=time.monotonic() - started)
+        if job.info is not None and not absent:
             try:
-                stored = self.engine.bucket.head(bucket_key(self.engine.config, job.key))
+                stored = self.engine.bucket.head(s3_key)
             except BucketError as exc:
                 return Outcome(job.key, Status.FAILED, reason=str(exc))
             if stored is not None:
                 why = compare(stored, job)
                 status = Status.EXISTS if why is None else Status.STALE
                 return Outcome(job.key, status, seconds=time.monotonic() - started, reason=why)
-        result = self.engine.copy(job.key)
+            absent = True
+        result = self.engine.copy(job.key, absent=absent)
         return Outcome(
             job.key,
             Status(result.outcome.value),
@@ -246,7 +264,7 @@ class LocalPrewarm:
         copies in flight finish and :attr:`Tally.error` says why. ``KeyboardInterrupt`` stops
         it the same way and is re-raised.
         """
-        source: Iterator[Job] = iter(jobs)
+        source: Iterator[Job] = self._looked_up(iter(jobs))
         exhausted = False
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="backorigin-prewarm") as pool:
             try:
@@ -287,6 +305,35 @@ class LocalPrewarm:
                 pool.shutdown(wait=True)
                 raise
         return self.tally
+
+    def _looked_up(self, jobs: Iterator[Job]) -> Iterator[Job]:
+        """``jobs`` in batches, each looked up in one listing of the bucket first.
+
+        An exception raised by ``jobs`` is re-raised after the jobs taken before it.
+        """
+        if self.destination is None:
+            yield from jobs
+            return
+        while True:
+            batch: list[Job] = []
+            error: Exception | None = None
+            try:
+                for job in jobs:
+                    batch.append(job)
+                    if len(batch) >= BATCH:
+                        break
+            except Exception as exc:
+                error = exc
+            if batch and self.destination.enabled:
+                keys = [bucket_key(self.engine.config, job.key) for job in batch]
+                found = self.destination.lookup(keys)
+                if found is not None:
+                    self._known.update(found)
+            yield from batch
+            if error is not None:
+                raise error
+            if len(batch) < BATCH:
+                return
 
     def _due_retry(self) -> _Retry | None:
         if self._retries and self._retries[0].due <= self._clock():
