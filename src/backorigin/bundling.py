@@ -177,6 +177,7 @@ def bundle(
     queue_region: str | None = None,
     install: bool = True,
     cache_dir: str | Path | None = None,
+    include: tuple[str, ...] = (),
 ) -> Path:
     """Write a Lambda bundle for ``role`` into ``target_dir`` and return it.
 
@@ -199,6 +200,10 @@ def bundle(
             requirements, Python version and architecture, and link them into later bundles
             instead of running pip again (default: no cache). Delete it to pick up newer
             releases within the requirements' ranges.
+        include: backorigin subpackages to bundle that Lambda functions otherwise go
+            without: ``("prewarm",)`` for the scheduled reconciler (handler
+            ``backorigin.prewarm.scheduled.reconciler``, in a ``fetcher`` bundle: it reads the
+            origins as the fetcher does).
 
     Raises:
         BundleError: a step failed; pip's output is in the message.
@@ -211,7 +216,9 @@ def bundle(
         raise BundleError(f"{target} is not empty")
     target.mkdir(parents=True, exist_ok=True)
     adapters = _adapter_targets(loaded)
-    _copy_package("backorigin", target, exclude=_NOT_IN_LAMBDA)
+    _copy_package(
+        "backorigin", target, exclude=tuple(p for p in _NOT_IN_LAMBDA if p not in include)
+    )
     for module_target in adapters.values():
         module = module_target.partition(":")[0]
         if not module.startswith("backorigin."):
