@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from backorigin.errors import InvalidKey, ObjectNotFound
+from backorigin.types import RESERVED_PREFIX as RESERVED_PREFIX  # re-exported
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 MAX_KEY_BYTES = 1024
 """S3's limit on the UTF-8 length of a key."""
 
-RESERVED_PREFIX = ".backorigin/"
-"""Keys under this prefix belong to the copy engine (leases, markers); viewers cannot ask."""
 
 _PERCENT_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
 # C0 controls, DEL and C1 controls: invisible, break logs and some stores refuse them.
@@ -139,7 +138,7 @@ class Router:
 
     def __init__(self, config: Config) -> None:
         self._routes: list[RouteConfig] = list(config.routes)
-        self._default = config.origins[0].name
+        self._default = config.default_origin
 
     def route(self, key: str) -> Route:
         """Resolve ``key`` to its ordered origins and origin-side key.

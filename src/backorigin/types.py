@@ -10,6 +10,7 @@ __all__ = [
     "PROVENANCE_FIELDS",
     "PROVENANCE_HEADERS",
     "PROVENANCE_PREFIX",
+    "RESERVED_PREFIX",
     "ByteRange",
     "Checksums",
     "DeploymentNeeds",
@@ -31,6 +32,11 @@ from typing import Literal
 from backorigin.errors import InvalidRange
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+RESERVED_PREFIX = ".backorigin/"
+"""Keys under this prefix (below the bucket prefix) belong to the copy engine: its leases and
+markers. Viewers cannot ask for them, copies never write there, and the deployment grants the
+fetcher its lease rights under it."""
 
 PROVENANCE_PREFIX = "backorigin-"
 """Prefix of the user-metadata names a copy records its provenance under."""

@@ -310,7 +310,7 @@ class Config(Strict):
             Origin name -> role, e.g. ``{"old": "the origin of routes[0]"}``.
         """
         if not self.routes:
-            return {self.origins[0].name: "the default origin (there are no routes)"}
+            return {self.default_origin: "the default origin (there are no routes)"}
         roles: dict[str, str] = {}
         for index, route in enumerate(self.routes):
             roles.setdefault(route.origin, f"the origin of routes[{index}]")
@@ -339,6 +339,18 @@ class Config(Strict):
         if errors:
             raise ValidationError.from_exception_data("Config", errors, hide_input=True)
         return self
+
+    @property
+    def default_origin(self) -> str:
+        """The origin a request goes to before the routes are applied.
+
+        The first route's origin; without routes, the first origin, which then serves every
+        key. CloudFront's origin group points its secondary at this origin (the edge function
+        re-points each request to its route's origin), ``backorigin serve`` does the same, and
+        the router, the edge plan and prewarm's listing send unrouted keys here when there are
+        no routes. Every part of backorigin asks this property rather than deciding itself.
+        """
+        return self.routes[0].origin if self.routes else self.origins[0].name
 
     def origin(self, name: str) -> OriginConfig:
         """The origin called ``name``.

@@ -332,7 +332,7 @@ class LocalCloudFront:
 
     def _default_secondary(self) -> dict[str, Any]:
         """The origin group's secondary, as the construct sets it up (the edge re-points it)."""
-        first = self.config.routes[0].origin if self.config.routes else self.config.origins[0].name
+        first = self.config.default_origin
         return {
             "custom": {
                 "customHeaders": {},

@@ -37,7 +37,7 @@ from backorigin.adapters import OriginAdapter
 from backorigin.config.models import Config, RouteConfig
 from backorigin.errors import InvalidKey, NotSupported, ObjectNotFound
 from backorigin.keys import Router, Target, is_reserved
-from backorigin.types import ObjectInfo
+from backorigin.types import RESERVED_PREFIX, ObjectInfo
 
 log = logging.getLogger("backorigin.prewarm")
 
@@ -79,7 +79,7 @@ class _Rule:
 
 def _rules(config: Config) -> list[tuple[RouteConfig | None, _Rule]]:
     if not config.routes:
-        return [(None, _Rule((config.origins[0].name,), "", ""))]
+        return [(None, _Rule((config.default_origin,), "", ""))]
     return [
         (
             route,
@@ -247,7 +247,7 @@ def routable(
     """
     for key in keys:
         if is_reserved(key):
-            reject(key, "keys under .backorigin/ are reserved")
+            reject(key, f"keys under {RESERVED_PREFIX} are reserved")
             continue
         try:
             router.route(key)

@@ -58,7 +58,7 @@ from backorigin.prewarm.listing import Job
 from backorigin.prewarm.local import compare
 from backorigin.prewarm.ordered import OrderedJob, OrderedWalk
 from backorigin.transfer.bucket import Bucket, ListedObject, StoredObject, make_s3_client
-from backorigin.types import PROVENANCE_PREFIX, ObjectInfo
+from backorigin.types import PROVENANCE_PREFIX, RESERVED_PREFIX, ObjectInfo
 
 _EXAMPLES = 20
 RECENT = timedelta(minutes=5)
@@ -488,7 +488,7 @@ class Survey:
         except (InvalidKey, ObjectNotFound) as exc:
             return Entry(key, State.UNCHECKED, reason=str(exc))
         if is_reserved(key):
-            return Entry(key, State.UNCHECKED, reason="keys under .backorigin/ are reserved")
+            return Entry(key, State.UNCHECKED, reason=f"keys under {RESERVED_PREFIX} are reserved")
         stored = self._head(key)
         found: tuple[str, ObjectInfo] | None = None
         for target in route.targets:
