@@ -113,7 +113,8 @@ print(json.dumps({{"uri": out["uri"], "bad": bad["status"], "heavy": heavy, "fil
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    # The handler prints its EMF metric lines first; the report is the last line.
+    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["uri"] == "/images/cat%20photo.jpg"
     assert report["bad"] == "400"
     assert report["heavy"] == []
@@ -142,6 +143,27 @@ def test_edge_needs_depend_on_auth_modes() -> None:
         "auth: {mode: service_account, credentials: {secret: {env: SA}}}}"
     )
     assert edge_needs("{name: g, type: gcs, bucket: old-media}") == core
+
+
+def test_edge_needs_only_the_origins_cloudfront_reaches_through_it() -> None:
+    azure = (
+        "{name: blob, type: azure, account_url: 'https://x.blob.core.windows.net', "
+        "container: abc, auth: {mode: account_key, account_key: {secret: {env: K}}}}"
+    )
+    web = "{name: web, type: http, base_url: 'https://old.example.com/'}"
+    fallback = load_config(
+        f"bucket: {{name: abc}}\norigins:\n  - {web}\n  - {azure}\n"
+        "routes: [{prefix: '', origin: web, fallback: [blob]}]\n"
+    )
+    routed = load_config(
+        f"bucket: {{name: abc}}\norigins:\n  - {web}\n  - {azure}\n"
+        "routes: [{prefix: '', origin: blob, fallback: [web]}]\n"
+    )
+    assert list(deployment_needs(fallback, "edge")) == ["web"]
+    assert list(deployment_needs(fallback, "fetcher")) == ["web", "blob"]
+    assert "azure-storage-blob" not in names(requirements_for(fallback, "edge"))
+    assert "azure-storage-blob" in names(requirements_for(fallback, "fetcher"))
+    assert "azure-storage-blob" in names(requirements_for(routed, "edge"))
 
 
 def test_fetcher_needs_the_sdks_of_its_origins() -> None:

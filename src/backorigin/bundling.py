@@ -88,8 +88,10 @@ def _adapter_targets(config: Config) -> dict[str, str]:
 
 
 def deployment_needs(config: Config, role: Role) -> dict[str, DeploymentNeeds]:
-    """What each origin needs in the ``role`` function, as its adapter declares it.
+    """What each origin the ``role`` function reads needs there, as its adapter declares it.
 
+    The fetcher reads every origin; the edge function only those CloudFront reaches through
+    it (:meth:`Config.edge_origin_roles`): a route's fallback origins are the fetcher's alone.
     Built-in and third-party adapters alike answer through
     :meth:`~backorigin.adapters.OriginAdapter.deployment`, a class method: no SDK is
     imported and no secret is resolved, so this is safe at synth time.
@@ -105,8 +107,11 @@ def deployment_needs(config: Config, role: Role) -> dict[str, DeploymentNeeds]:
     # it asks for their declarations.
     from backorigin.adapters import adapter_class
 
+    read = config.edge_origin_roles() if role == "edge" else None
     needs: dict[str, DeploymentNeeds] = {}
     for origin in config.origins:
+        if read is not None and origin.name not in read:
+            continue
         cls = adapter_class(origin.type)
         declared = cls.deployment(origin, role)
         if not isinstance(declared, DeploymentNeeds):

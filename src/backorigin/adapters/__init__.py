@@ -5,7 +5,7 @@ through the ``backorigin.adapters`` entry-point group like third-party ones; imp
 package imports no cloud SDK.
 """
 
-from backorigin.adapters.base import ObjectStream, OriginAdapter, require
+from backorigin.adapters.base import ObjectStream, OriginAdapter, extra_requirements, require
 from backorigin.adapters.read import GetResult, RawBody, RawGet
 from backorigin.adapters.registry import (
     adapter_class,
@@ -25,6 +25,7 @@ __all__ = [
     "apply_environment_endpoints",
     "available_types",
     "create_adapter",
+    "extra_requirements",
     "register_adapter",
     "require",
 ]

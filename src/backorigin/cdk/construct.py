@@ -745,18 +745,16 @@ class BackToOriginConstruct(Construct):
         function (the edge function's only for origins CloudFront reaches through it).
         """
         config = self.config
-        edge_names = config.edge_origin_roles().keys()
         fetcher_role = self.fetcher.role
         edge_role = self.edge_function.lambda_.role
         assert isinstance(fetcher_role, iam.Role)
         assert edge_role is not None
-        declared = {
-            "fetcher": deployment_needs(config, "fetcher"),
-            "edge": deployment_needs(config, "edge"),
-        }
+        # The edge's needs list only the origins CloudFront reaches through it.
+        fetcher_declared = deployment_needs(config, "fetcher")
+        edge_declared = deployment_needs(config, "edge")
         for origin in config.origins:
-            fetcher_needs = declared["fetcher"][origin.name]
-            edge_needs = declared["edge"][origin.name] if origin.name in edge_names else None
+            fetcher_needs = fetcher_declared[origin.name]
+            edge_needs = edge_declared.get(origin.name)
             self._grant_declared(fetcher_role, fetcher_needs)
             if edge_needs is not None:
                 self._grant_declared(edge_role, edge_needs)

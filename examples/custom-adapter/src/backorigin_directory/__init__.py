@@ -13,8 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from backorigin.adapters import ObjectStream, OriginAdapter
-from backorigin.adapters.base import extra_requirements
+from backorigin.adapters import ObjectStream, OriginAdapter, extra_requirements
 from backorigin.config import OriginConfig, SecretRef
 from backorigin.config.origins import AuthMode
 from backorigin.errors import NotSupported, ObjectNotFound, PreconditionFailed
