@@ -191,6 +191,12 @@ def test_custom_adapter_declares_iam_for_the_fetcher_only(apps: dict[str, Synthe
     edge = grants(role_statements(app.template_json(app.edge_stack_name), EDGE_HANDLER))
     fetcher = grants(role_statements(app.template_json(), FETCHER_HANDLER))
     assert ("elasticfilesystem:ClientMount", FILE_SYSTEM) in fetcher
+    (mount,) = (
+        s
+        for s in role_statements(app.template_json(), FETCHER_HANDLER)
+        if s["Action"] == "elasticfilesystem:ClientMount"
+    )
+    assert mount["Condition"] == {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}
     assert not {action for action, _ in edge} & {"elasticfilesystem:ClientMount"}
     # The edge signs with the key; the fetcher declared that it resolves no secret.
     assert ("secretsmanager:GetSecretValue", JWT_KEY) in edge

@@ -542,6 +542,18 @@ def test_aws_s3_fallback_origins_grant_the_fetcher_read_access(adopted: Synthesi
     assert not expected & edge
 
 
+def test_declared_pseudo_parameters_become_references(adopted: Synthesized) -> None:
+    """The adapter writes ${AWS::Partition}; the template must reference the parameter."""
+    (read,) = (
+        s
+        for s in role_statements(adopted.template_json(), FETCHER_HANDLER)
+        if s["Action"] == "s3:GetObject" and "media-archive-old" in json.dumps(s["Resource"])
+    )
+    assert read["Resource"] == {
+        "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::media-archive-old/media/*"]]
+    }
+
+
 def test_edge_bundle_is_the_lambda_edge_handler(classic: Synthesized) -> None:
     bundle = classic.asset_of(EDGE_HANDLER)
     assert (bundle / "backorigin" / "handlers" / "lambda_entry.py").is_file()

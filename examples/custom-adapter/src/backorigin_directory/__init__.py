@@ -103,7 +103,10 @@ class DirectoryAdapter(OriginAdapter[DirectoryOrigin]):
         if config.file_system_arn is None:
             return DeploymentNeeds(reads_secrets=False)
         mount = IamStatement(
-            actions=["elasticfilesystem:ClientMount"], resources=[config.file_system_arn]
+            actions=["elasticfilesystem:ClientMount"],
+            resources=[config.file_system_arn],
+            # Only through the file system's mount targets, as a Lambda function mounts it.
+            conditions={"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
         )
         return DeploymentNeeds(statements=[mount], reads_secrets=False)
 
