@@ -484,17 +484,18 @@ def _local_summary(
     from rich import box
     from rich.table import Table
 
-    from backorigin.prewarm import Status
+    from backorigin.prewarm import Finding, KeyOutcome
+    from backorigin.transfer import CopyOutcome
 
-    labels = {
-        Status.COPIED: "copied",
-        Status.EXISTS: "exists",
-        Status.STALE: "stale (not overwritten)",
-        Status.NOT_FOUND: "not found",
-        Status.TOO_LARGE: "too large",
-        Status.IN_PROGRESS: "in progress elsewhere",
-        Status.INVALID: "invalid key",
-        Status.FAILED: "failed",
+    labels: dict[KeyOutcome, str] = {
+        CopyOutcome.COPIED: "copied",
+        CopyOutcome.EXISTS: "exists",
+        Finding.STALE: "stale (not overwritten)",
+        CopyOutcome.NOT_FOUND: "not found",
+        CopyOutcome.TOO_LARGE: "too large",
+        CopyOutcome.IN_PROGRESS: "in progress elsewhere",
+        Finding.INVALID: "invalid key",
+        CopyOutcome.FAILED: "failed",
     }
     table = Table(
         title="prewarm" + (" (interrupted)" if interrupted else ""),
@@ -505,7 +506,7 @@ def _local_summary(
     table.add_column("value", justify="right")
     for status, label in labels.items():
         if (
-            status in (Status.STALE, Status.IN_PROGRESS, Status.INVALID)
+            status in (Finding.STALE, CopyOutcome.IN_PROGRESS, Finding.INVALID)
             and not tally.counts[status]
         ):
             continue  # rare; shown only when they happened

@@ -23,7 +23,7 @@ from backorigin.prewarm.enqueue import (
 )
 from backorigin.prewarm.keys_file import KeyWriter, count_keys, read_keys
 from backorigin.prewarm.listing import Job, Scan, Walk, plan_scans, routable, viewer_keys
-from backorigin.prewarm.local import LocalPrewarm, Outcome, Status, Tally, compare
+from backorigin.prewarm.local import Finding, KeyOutcome, LocalPrewarm, Outcome, Tally, compare
 from backorigin.prewarm.ordered import OrderedJob, OrderedWalk
 from backorigin.prewarm.reconcile import (
     Action,
@@ -42,7 +42,9 @@ __all__ = [
     "EnqueueTally",
     "Enqueuer",
     "Entry",
+    "Finding",
     "Job",
+    "KeyOutcome",
     "KeyWriter",
     "LocalPrewarm",
     "OrderedJob",
@@ -52,7 +54,6 @@ __all__ = [
     "ReconcileSummary",
     "Scan",
     "State",
-    "Status",
     "StatusReport",
     "Survey",
     "Tally",

@@ -17,7 +17,7 @@ the time a dead copier's lease needs to expire.
 
 from __future__ import annotations
 
-__all__ = ["LocalPrewarm", "Outcome", "Status", "Tally", "compare"]
+__all__ = ["Finding", "KeyOutcome", "LocalPrewarm", "Outcome", "Tally", "compare"]
 
 import heapq
 import itertools
@@ -45,32 +45,38 @@ _EXAMPLES = 20
 _UNKNOWN = -1  # a key no listing answered for
 
 
-class Status(StrEnum):
-    """How prewarming one key ended: the copy engine's outcomes plus ``stale`` and ``invalid``.
+class Finding(StrEnum):
+    """What prewarm can find about a key besides the copy engine's outcomes.
 
-    ``invalid`` is a key no viewer can request (it fails validation or lies under the engine's
-    reserved ``.backorigin/`` prefix); the engine would call it ``failed``, but retrying cannot
-    help, so it is kept out of the retry list.
+    A key's prewarm ends in a :class:`~backorigin.transfer.CopyOutcome` (``copied``,
+    ``exists``, ``not_found``, ``too_large``, ``in_progress``, ``failed``) or in one of these:
+
+    * ``stale``: S3 holds a copy of another version than the origin lists; prewarm never
+      overwrites it (``reconcile`` refreshes stale copies);
+    * ``invalid``: a key no viewer can request (it fails validation or lies under the reserved
+      prefix); the engine would call it ``failed``, but retrying cannot help, so it is kept out
+      of the retry list.
+
+    Both share :class:`~backorigin.transfer.CopyOutcome`'s ``ok`` and ``final``, so an
+    outcome of either kind is judged the same way.
     """
 
-    COPIED = "copied"
-    EXISTS = "exists"
     STALE = "stale"
-    IN_PROGRESS = "in_progress"
-    NOT_FOUND = "not_found"
-    TOO_LARGE = "too_large"
     INVALID = "invalid"
-    FAILED = "failed"
 
     @property
     def ok(self) -> bool:
-        """Whether S3 now holds an up-to-date copy."""
-        return self in (Status.COPIED, Status.EXISTS)
+        """Whether S3 now holds an up-to-date copy: never, for a finding."""
+        return False
 
     @property
-    def retryable(self) -> bool:
-        """Whether running the key again may help (these go to ``--failed-out``)."""
-        return self in (Status.FAILED, Status.IN_PROGRESS)
+    def final(self) -> bool:
+        """Whether running the key again can change the outcome: it cannot."""
+        return True
+
+
+KeyOutcome = CopyOutcome | Finding
+"""How prewarming one key ended: a copy outcome, or a :class:`Finding`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,7 @@ class Outcome:
     """The result of prewarming one key."""
 
     key: str
-    status: Status
+    status: KeyOutcome
     bytes: int = 0
     seconds: float = 0.0
     reason: str | None = None
@@ -89,15 +95,15 @@ class Tally:
     """Counts of a run, updated from the worker threads.
 
     Attributes:
-        counts: Keys per status.
+        counts: Keys per outcome.
         bytes: Bytes copied into S3.
-        examples: Up to 20 ``(key, reason)`` per status that is not ``ok``.
+        examples: Up to 20 ``(key, reason)`` per outcome that is not ``ok``.
         error: Why the run stopped early (e.g. a listing failed), if it did.
     """
 
-    counts: Counter[Status] = field(default_factory=Counter)
+    counts: Counter[KeyOutcome] = field(default_factory=Counter)
     bytes: int = 0
-    examples: dict[Status, list[tuple[str, str]]] = field(default_factory=dict)
+    examples: dict[KeyOutcome, list[tuple[str, str]]] = field(default_factory=dict)
     error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -223,33 +229,33 @@ class LocalPrewarm:
         started = time.monotonic()
         if is_reserved(job.key):
             return Outcome(
-                job.key, Status.INVALID, reason=f"keys under {RESERVED_PREFIX} are reserved"
+                job.key, Finding.INVALID, reason=f"keys under {RESERVED_PREFIX} are reserved"
             )
         try:
             self.engine.router.route(job.key)
         except InvalidKey as exc:
-            return Outcome(job.key, Status.INVALID, reason=str(exc))
+            return Outcome(job.key, Finding.INVALID, reason=str(exc))
         except ObjectNotFound:
             pass  # no route: the engine reports it as not_found
         s3_key = bucket_key(self.engine.config, job.key)
         listed = self._known.pop(s3_key, _UNKNOWN)
         absent = listed is None
         if listed is not None and listed != _UNKNOWN and job.info is None:
-            return Outcome(job.key, Status.EXISTS, seconds=time.monotonic() - started)
+            return Outcome(job.key, CopyOutcome.EXISTS, seconds=time.monotonic() - started)
         if job.info is not None and not absent:
             try:
                 stored = self.engine.bucket.head(s3_key)
             except BucketError as exc:
-                return Outcome(job.key, Status.FAILED, reason=str(exc))
+                return Outcome(job.key, CopyOutcome.FAILED, reason=str(exc))
             if stored is not None:
                 why = compare(stored, job)
-                status = Status.EXISTS if why is None else Status.STALE
+                status = CopyOutcome.EXISTS if why is None else Finding.STALE
                 return Outcome(job.key, status, seconds=time.monotonic() - started, reason=why)
             absent = True
         result = self.engine.copy(job.key, absent=absent)
         return Outcome(
             job.key,
-            Status(result.outcome.value),
+            result.outcome,
             bytes=result.bytes if result.outcome is CopyOutcome.COPIED else 0,
             seconds=result.seconds,
             reason=result.reason,
@@ -350,9 +356,9 @@ class LocalPrewarm:
             outcome = self.prewarm(job)
         except Exception as exc:  # the engine does not raise; anything here is a bug to report
             log.exception("prewarming %s failed unexpectedly", job.key)
-            outcome = Outcome(job.key, Status.FAILED, reason=f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(job.key, CopyOutcome.FAILED, reason=f"{type(exc).__name__}: {exc}")
         now = self._clock()
-        if outcome.status is Status.IN_PROGRESS:
+        if outcome.status is CopyOutcome.IN_PROGRESS:
             limit = give_up if give_up is not None else now + self.retry_window
             if now + self.retry_interval <= limit:
                 with self._cv:
@@ -362,7 +368,7 @@ class LocalPrewarm:
                     self._cv.notify_all()
                 return
         self.tally.add(outcome)
-        if outcome.status.retryable:
+        if not outcome.status.final:  # failed, or still in progress: worth another run
             self.failed.write(outcome.key)
         if self.on_outcome is not None:
             try:
