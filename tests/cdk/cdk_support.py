@@ -23,6 +23,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import cx_api
 from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
@@ -34,7 +35,7 @@ from backorigin.plugins import adapter_plugins
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 EXAMPLE_NAMES = ["gcs-public", "gcs-private", "azure-sas", "http-multi-origin", "custom-adapter"]
-VARIANT_NAMES = ["full", "adopted", "managed", "owned", "shared"]
+VARIANT_NAMES = ["full", "adopted", "managed", "owned", "shared", "scheduled", "migrated"]
 EDGE_HANDLER = "backorigin.handlers.lambda_entry.edge"
 FETCHER_HANDLER = "backorigin.handlers.lambda_entry.fetcher"
 USER_FUNCTION = "UserFunction"
@@ -128,8 +129,10 @@ class Synthesized:
 
     @property
     def edge_stack_name(self) -> str:
-        """The stack holding the Lambda@Edge function (the main one in us-east-1)."""
-        return cdk.Stack.of(self.construct.edge_function.lambda_).stack_name
+        """The stack holding the Lambda@Edge function (the main one in us-east-1, or
+        without an edge function)."""
+        edge = self.construct.edge_function
+        return cdk.Stack.of(edge.lambda_ if edge else self.construct).stack_name
 
     def edge_template(self) -> Template:
         if "edge" not in self._templates:
@@ -152,9 +155,11 @@ class Synthesized:
     def validation_report(self) -> dict[str, Any]:
         return dict(json.loads((self.outdir / "validation-report.json").read_text()))
 
-    def construct_paths(self) -> tuple[str, str]:
+    def construct_paths(self) -> tuple[str, ...]:
         """Path prefixes of what the construct made: itself, and its function in us-east-1."""
-        return (self.construct.node.path + "/", self.construct.edge_function.lambda_.node.path)
+        edge = self.construct.edge_function
+        own = self.construct.node.path + "/"
+        return (own, edge.lambda_.node.path) if edge else (own,)
 
 
 # --- reading templates ------------------------------------------------------------------------
@@ -374,6 +379,47 @@ def shared_app(outdir: Path) -> cdk.App:
     return app
 
 
+# A migration in progress with every lifecycle prop: a reconcile every day in two prefixes,
+# deleting orphaned copies; an AWS S3 fallback origin the reconciler must be able to list;
+# the queue and the fetchers sized for a bulk run; Origin Shield in another region than the
+# stack's (the edge function's log group goes there).
+SCHEDULED_CONFIG = """\
+bucket: {name: media-scheduled, prefix: site/}
+origins:
+  - {name: legacy, type: gcs, bucket: old-media}
+  - {name: archive, type: s3, bucket: media-archive-old, region: eu-central-1, prefix: old/}
+routes:
+  - {prefix: "", origin: legacy, fallback: [archive]}
+"""
+LIFECYCLE_STACK = "BackoriginLifecycle"
+
+
+def lifecycle_app(outdir: Path, *, migrated: bool) -> cdk.App:
+    """The same stack before the cut-over (a scheduled reconcile) and after it."""
+    app = cdk.App(outdir=str(outdir))
+    stack = cdk.Stack(
+        app, LIFECYCLE_STACK, env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
+    during: dict[str, Any] = {
+        "reconcile_schedule": scheduler.ScheduleExpression.rate(cdk.Duration.days(1)),
+        "reconcile_prefixes": ["images/", "video/"],
+        "reconcile_deletes": "delete",
+    }
+    BackToOriginConstruct(
+        stack,
+        "Migration",
+        config=load_config(SCHEDULED_CONFIG),
+        origin_shield_region="eu-central-1",
+        queue_retention=cdk.Duration.days(14),
+        fetcher_max_concurrency=100,
+        fetcher_batch_size=10,
+        dashboard_name="media-migration",
+        migrated=migrated,
+        **({} if migrated else during),
+    )
+    return app
+
+
 def synthesize(name: str, app: cdk.App, outdir: Path) -> Synthesized:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     construct = next(c for c in app.node.find_all() if isinstance(c, BackToOriginConstruct))
@@ -455,6 +501,9 @@ def synthesize_all(base: Path) -> Run:
         apps["managed"] = synthesize("managed", managed_app(base / "managed"), base / "managed")
         apps["owned"] = synthesize("owned", owned_app(base / "owned"), base / "owned")
         apps["shared"] = synthesize("shared", shared_app(base / "shared"), base / "shared")
+        for name, migrated in (("scheduled", False), ("migrated", True)):
+            outdir = base / name
+            apps[name] = synthesize(name, lifecycle_app(outdir, migrated=migrated), outdir)
         stdout, stderr = process.communicate(timeout=240)
     finally:
         if process.poll() is None:

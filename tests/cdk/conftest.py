@@ -58,6 +58,18 @@ def shared(apps: dict[str, Synthesized]) -> Synthesized:
     return apps["shared"]
 
 
+@pytest.fixture(scope="session")
+def scheduled(apps: dict[str, Synthesized]) -> Synthesized:
+    """A migration in progress with a scheduled reconcile, sized for bulk runs."""
+    return apps["scheduled"]
+
+
+@pytest.fixture(scope="session")
+def migrated(apps: dict[str, Synthesized]) -> Synthesized:
+    """The same stack after the cut-over (``migrated=True``)."""
+    return apps["migrated"]
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not EDGE_BUNDLE_SIZES:
         return

@@ -292,7 +292,8 @@ def test_forwarded_query_parameters_are_in_the_cache_key(
 
 def test_policy_names_are_generated_per_stack_and_region(apps: dict[str, Synthesized]) -> None:
     names = []
-    for app in apps.values():
+    # "migrated" is the "scheduled" stack after its cut-over: the same stack, the same names.
+    for app in (a for name, a in apps.items() if name != "migrated"):
         template = app.template_json()
         cache = one(template, "AWS::CloudFront::CachePolicy")["Properties"]["CachePolicyConfig"]
         request = one(template, "AWS::CloudFront::OriginRequestPolicy")["Properties"][
@@ -405,10 +406,9 @@ def test_fetcher_memory_fits_the_copy_buffers(apps: dict[str, Synthesized]) -> N
 def test_fetcher_logs_are_retained(classic: Synthesized, full: Synthesized) -> None:
     for app, days in ((classic, 30), (full, 7)):
         template = app.template_json()
-        (group_id,) = resources(template, "AWS::Logs::LogGroup")
-        assert template["Resources"][group_id]["Properties"]["RetentionInDays"] == days
         config = function(template, FETCHER_HANDLER)["Properties"]["LoggingConfig"]
-        assert config == {"LogGroup": {"Ref": group_id}}
+        group_id = config["LogGroup"]["Ref"]
+        assert template["Resources"][group_id]["Properties"]["RetentionInDays"] == days
 
 
 def test_fetcher_has_least_privilege_on_the_bucket(classic: Synthesized) -> None:

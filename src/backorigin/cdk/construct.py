@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_certificatemanager as acm
@@ -24,12 +24,16 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 from pydantic import BaseModel
 
 from backorigin.bundling import bundle, deployment_needs, edge_origin
+from backorigin.cdk.dashboard import MigrationDashboard, MigrationParts
+from backorigin.cdk.edge_logs import edge_log_group
 from backorigin.cdk.regions import ORIGIN_SHIELD_REGIONS, nearest_origin_shield_region
+from backorigin.cdk.schedule import ScheduledReconciler
 from backorigin.config import (
     Config,
     SecretRef,
@@ -198,6 +202,26 @@ class BackToOriginConstruct(Construct):
         dependency_cache_dir: Where the bundles' pip-installed dependencies are kept and
             reused between syntheses. Default ``$XDG_CACHE_HOME/backorigin/lambda-deps``
             (``~/.cache/...``); delete it to pick up newer dependency releases.
+        queue_retention: How long a copy job may wait in the copy queue (1 minute to 14
+            days). Default 4 days; a prewarm or reconcile of millions of keys enqueues faster
+            than the fetchers copy, so size it from docs/SCALE.md (up to 14 days).
+        reconcile_schedule: Run ``reconcile`` on this schedule (e.g.
+            ``scheduler.ScheduleExpression.rate(Duration.days(1))``): EventBridge Scheduler
+            invokes a reconciler function in the stack's region, which lists the origins and
+            the bucket and sends copies of missing objects and refreshes of stale ones to the
+            copy queue. Default: none.
+        reconcile_prefixes: Viewer-key prefixes to reconcile, one schedule (and one
+            15-minute invocation) each. Default ``("",)``: every key in one walk; split a key
+            space one invocation cannot walk (docs/SCALE.md). Requires ``reconcile_schedule``.
+        reconcile_deletes: What the scheduled reconcile does with orphaned copies (their
+            origin object is gone): ``"keep"`` (default) or ``"delete"`` (only copies with
+            backorigin's provenance, each conditional on its ETag).
+        dashboard_name: Name of the CloudWatch dashboard. Default: generated.
+        migrated: The end state, once ``backorigin status`` reports the migration complete:
+            the bucket (through origin access control) is the distribution's only origin; no
+            edge function, failover, copy queue, fetcher or reconciler. The distribution
+            (same logical id and domain name) and the bucket stay, so the old store can be
+            switched off without rebuilding anything viewers see. Default ``False``.
 
     Raises:
         ConstructConfigError: Props that cannot go together, an unsupported Origin Shield
@@ -219,11 +243,14 @@ class BackToOriginConstruct(Construct):
         response_headers_policy: The policy removing provenance headers from viewer
             responses; ``None`` with ``expose_provenance``.
         distribution: The CloudFront distribution.
-        queue: The SQS copy queue.
+        queue: The SQS copy queue (``None`` with ``migrated``, as are the next three).
         dead_letter_queue: Where copy jobs go after ``max_receive_count`` deliveries.
         fetcher: The fetcher Lambda function.
         edge_function: The Lambda@Edge function.
         alarms: The dead-letter-queue and fetcher-error alarms.
+        reconciler: The scheduled reconciler (``function``, ``schedules``), or ``None``.
+        edge_log_group: The edge function's log group in the Origin Shield region.
+        dashboard: The migration's CloudWatch dashboard.
         origin_shield_region: The Origin Shield region in use.
         queue_name: The copy queue's (deterministic) name, baked into the edge function.
     """
@@ -257,6 +284,12 @@ class BackToOriginConstruct(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         alarm_actions: Sequence[cloudwatch.IAlarmAction] = (),
         dependency_cache_dir: str | os.PathLike[str] | None = None,
+        queue_retention: cdk.Duration | None = None,
+        reconcile_schedule: scheduler.ScheduleExpression | None = None,
+        reconcile_prefixes: Sequence[str] = ("",),
+        reconcile_deletes: Literal["keep", "delete"] = "keep",
+        dashboard_name: str | None = None,
+        migrated: bool = False,
     ) -> None:
         # Everything that can be wrong is checked before any resource exists.
         stack = cdk.Stack.of(scope)
@@ -298,6 +331,9 @@ class BackToOriginConstruct(Construct):
         _check_range("fetcher_max_concurrency", fetcher_max_concurrency, 2, 1000)
         _check_range("fetcher_batch_size", fetcher_batch_size, 1, 10)
         _check_range("max_receive_count", max_receive_count, 1, 1000)
+        retention = queue_retention or cdk.Duration.days(4)
+        _check_range("queue_retention (seconds)", retention.to_seconds(), 60, 14 * 86400)
+        _check_reconcile(reconcile_schedule, reconcile_prefixes, reconcile_deletes, migrated)
         if fetcher_memory_size is not None:
             _check_range("fetcher_memory_size", fetcher_memory_size, 128, 10240)
         loaded = load_config(_config_file(config) or config)
@@ -349,45 +385,30 @@ class BackToOriginConstruct(Construct):
             else self._bucket_by_name
         )
 
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            # Longer than the copy queue's retention, so a job cannot expire on the way.
-            retention_period=cdk.Duration.days(14),
-        )
-        self.queue = sqs.Queue(
-            self,
-            "CopyQueue",
-            queue_name=self.queue_name,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=cdk.Duration.seconds(timeout.to_seconds() * VISIBILITY_FACTOR),
-            retention_period=cdk.Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dead_letter_queue, max_receive_count=max_receive_count
-            ),
-        )
-
-        self.fetcher = self._create_fetcher(
-            cache_dir,
-            architecture,
-            timeout,
-            fetcher_memory_size or _default_memory(self.config),
-            log_retention,
-        )
-        self.fetcher.add_event_source(
-            event_sources.SqsEventSource(
-                self.queue,
+        self.queue: sqs.Queue | None = None
+        self.dead_letter_queue: sqs.Queue | None = None
+        self.fetcher: lambda_.Function | None = None
+        self.edge_function: cloudfront.experimental.EdgeFunction | None = None
+        self.reconciler: ScheduledReconciler | None = None
+        self.edge_log_group: logs.LogGroup | None = None
+        if not migrated:
+            self._create_copy_path(
+                cache_dir=cache_dir,
+                architecture=architecture,
+                timeout=timeout,
+                memory_size=fetcher_memory_size or _default_memory(self.config),
+                log_retention=log_retention,
+                retention=retention,
+                max_receive_count=max_receive_count,
                 batch_size=fetcher_batch_size,
-                report_batch_item_failures=True,
                 max_concurrency=fetcher_max_concurrency,
+                region=region,
+                shield=shield,
+                secret_keys=secret_keys,
+                reconcile_schedule=reconcile_schedule,
+                reconcile_prefixes=reconcile_prefixes,
+                reconcile_deletes=reconcile_deletes,
             )
-        )
-
-        self.edge_function = self._create_edge_function(cache_dir, region)
-        self._grant_origins(region, secret_keys)
 
         self.distribution = self._create_distribution(
             spec,
@@ -403,6 +424,19 @@ class BackToOriginConstruct(Construct):
         )
         self._protect_bucket(created=bucket is None, manage_policy=manage_bucket_policy)
         self.alarms = self._create_alarms(alarm_actions)
+        self.dashboard = MigrationDashboard(
+            self,
+            "Dashboard",
+            parts=MigrationParts(
+                distribution=self.distribution,
+                shield_region=shield,
+                queue=self.queue,
+                dead_letter_queue=self.dead_letter_queue,
+                fetcher=self.fetcher,
+                reconciler=self.reconciler.function if self.reconciler else None,
+            ),
+            dashboard_name=dashboard_name,
+        ).dashboard
         self._acknowledge(
             stack,
             has_waf=web_acl_id is not None,
@@ -410,6 +444,93 @@ class BackToOriginConstruct(Construct):
             has_certificate=certificate is not None,
             created_bucket=bucket is None,
         )
+
+    def _create_copy_path(
+        self,
+        *,
+        cache_dir: Path,
+        architecture: lambda_.Architecture,
+        timeout: cdk.Duration,
+        memory_size: int,
+        log_retention: logs.RetentionDays,
+        retention: cdk.Duration,
+        max_receive_count: int,
+        batch_size: int,
+        max_concurrency: int,
+        region: str,
+        shield: str,
+        secret_keys: Mapping[str, kms.IKey],
+        reconcile_schedule: scheduler.ScheduleExpression | None,
+        reconcile_prefixes: Sequence[str],
+        reconcile_deletes: Literal["keep", "delete"],
+    ) -> None:
+        """The queue, the fetcher, the edge function and the reconciler: what a migration
+        in progress needs and its end state does not."""
+        dead_letter_queue = self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # Longer than the copy queue's retention, so a job cannot expire on the way.
+            retention_period=cdk.Duration.days(14),
+        )
+        queue = self.queue = sqs.Queue(
+            self,
+            "CopyQueue",
+            queue_name=self.queue_name,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=cdk.Duration.seconds(timeout.to_seconds() * VISIBILITY_FACTOR),
+            retention_period=retention,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=dead_letter_queue, max_receive_count=max_receive_count
+            ),
+        )
+
+        fetcher = self.fetcher = self._create_fetcher(
+            cache_dir, architecture, timeout, memory_size, log_retention
+        )
+        fetcher.add_event_source(
+            event_sources.SqsEventSource(
+                queue,
+                batch_size=batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=max_concurrency,
+            )
+        )
+
+        self.edge_function = self._create_edge_function(cache_dir, region)
+        self.edge_log_group = edge_log_group(
+            self,
+            function_name=self.edge_function_name,
+            region=shield,
+            retention=log_retention,
+        )
+        if reconcile_schedule is not None:
+            self.reconciler = ScheduledReconciler(
+                self,
+                "Reconciler",
+                code=bundle(
+                    self.config,
+                    self._scratch_dir("reconciler"),
+                    role="fetcher",  # it reads the origins as the fetcher does
+                    python=PYTHON_VERSION,
+                    arch="arm64" if architecture.name == "arm64" else "x86_64",
+                    cache_dir=cache_dir,
+                    include=("prewarm",),
+                ),
+                schedule=reconcile_schedule,
+                prefixes=reconcile_prefixes,
+                deletes=reconcile_deletes,
+                queue=queue,
+                bucket=self._granted_bucket,
+                bucket_prefix=self.config.bucket.prefix,
+                architecture=architecture,
+                memory_size=1024,
+                log_retention=log_retention,
+            )
+            self._wildcards += self.reconciler.wildcard_resources
+        self._grant_origins(region, secret_keys)
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -581,11 +702,14 @@ class BackToOriginConstruct(Construct):
                         "cloudfront.amazonaws.com kms:Decrypt with the condition "
                         "AWS:SourceArn = this distribution's ARN (key_policy_statements has it)"
                     )
-            fetcher_role = self.fetcher.role
-            assert fetcher_role is not None
-            # Multipart uploads to an SSE-KMS bucket need both: a data key per part, and
-            # Decrypt to complete the upload (and to read leases and existing objects).
-            key.grant(fetcher_role, "kms:GenerateDataKey", "kms:Decrypt")
+            if self.fetcher is not None:
+                fetcher_role = self.fetcher.role
+                assert fetcher_role is not None
+                # Multipart uploads to an SSE-KMS bucket need both: a data key per part, and
+                # Decrypt to complete the upload (and to read leases and existing objects).
+                key.grant(fetcher_role, "kms:GenerateDataKey", "kms:Decrypt")
+            if self.reconciler is not None:
+                key.grant(self.reconciler.role, "kms:Decrypt")  # HEADs of SSE-KMS copies
         if left:
             cdk.Annotations.of(self).add_warning_v2(
                 "backorigin:ImportedResourcesNeedSettings",
@@ -706,12 +830,21 @@ class BackToOriginConstruct(Construct):
             queue_region=region,
             cache_dir=cache_dir,
         )
+        # A name known at synth time: the function's log group in the Origin Shield region is
+        # named after it, in another stack. The region keeps the same stack deployed to two
+        # regions of one account from sharing a name in us-east-1.
+        suffix = f"-{region}-edge"
+        self.edge_function_name = (
+            cdk.Names.unique_resource_name(self, max_length=64 - len(suffix), separator="-")
+            + suffix
+        )
         edge = cloudfront.experimental.EdgeFunction(
             self,
             # EdgeFunction reuses this id in the shared us-east-1 stack, so it must be unique
             # there too (two constructs in one stack would clash on a plain "EdgeFunction").
             f"EdgeFunction{cdk.Names.unique_id(self)[-8:]}",
             description="backorigin edge: routes, signs and enqueues copies of legacy objects",
+            function_name=self.edge_function_name,
             code=lambda_.Code.from_asset(str(code)),
             handler=EDGE_HANDLER,
             runtime=lambda_.Runtime.PYTHON_3_12,
@@ -745,17 +878,24 @@ class BackToOriginConstruct(Construct):
         function (the edge function's only for origins CloudFront reaches through it).
         """
         config = self.config
+        assert self.fetcher is not None
+        assert self.edge_function is not None
         fetcher_role = self.fetcher.role
         edge_role = self.edge_function.lambda_.role
         assert isinstance(fetcher_role, iam.Role)
         assert edge_role is not None
+        # The reconciler lists and reads the origins as the fetcher does.
+        readers: list[iam.IRole] = [fetcher_role]
+        if self.reconciler is not None:
+            readers.append(self.reconciler.role)
         # The edge's needs list only the origins CloudFront reaches through it.
         fetcher_declared = deployment_needs(config, "fetcher")
         edge_declared = deployment_needs(config, "edge")
         for origin in config.origins:
             fetcher_needs = fetcher_declared[origin.name]
             edge_needs = edge_declared.get(origin.name)
-            self._grant_declared(fetcher_role, fetcher_needs)
+            for reader in readers:
+                self._grant_declared(reader, fetcher_needs)
             if edge_needs is not None:
                 self._grant_declared(edge_role, edge_needs)
             for source in _secret_sources(origin):
@@ -763,10 +903,11 @@ class BackToOriginConstruct(Construct):
                 assert secret is not None  # _check_deployable refused every other kind
                 key = secret_keys.get(secret)
                 if fetcher_needs.reads_secrets:
-                    # The fetcher resolves a name in its own region.
-                    fetcher_role.add_to_principal_policy(_read_secret(self, secret, region))
-                    if key is not None:
-                        fetcher_role.add_to_principal_policy(_decrypt_secret(key, secret, region))
+                    for reader in readers:
+                        # The fetcher resolves a name in its own region.
+                        reader.add_to_principal_policy(_read_secret(self, secret, region))
+                        if key is not None:
+                            reader.add_to_principal_policy(_decrypt_secret(key, secret, region))
                 if edge_needs is None or not edge_needs.reads_secrets:
                     continue
                 # Lambda@Edge resolves a name in whichever region it runs in.
@@ -883,17 +1024,35 @@ class BackToOriginConstruct(Construct):
                 remove_headers=list(PROVENANCE_HEADERS),
             )
         )
-        version = self.edge_function.current_version
+        edge = self.edge_function
+        # The end state: the bucket alone, no failover and no edge function. The same
+        # Distribution construct, so CloudFront updates the distribution in place.
+        origin: cloudfront.IOrigin = (
+            primary
+            if edge is None
+            else origins.OriginGroup(
+                primary_origin=primary,
+                fallback_origin=legacy,
+                fallback_status_codes=list(config.edge.failover_status),
+            )
+        )
+        edge_lambdas = (
+            None
+            if edge is None
+            else [
+                cloudfront.EdgeLambda(function_version=edge.current_version, event_type=kind)
+                for kind in (
+                    cloudfront.LambdaEdgeEventType.ORIGIN_REQUEST,
+                    cloudfront.LambdaEdgeEventType.ORIGIN_RESPONSE,
+                )
+            ]
+        )
         distribution = cloudfront.Distribution(
             self,
             "Distribution",
             comment=f"backorigin: {cdk.Stack.of(self).stack_name}"[:128],
             default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.OriginGroup(
-                    primary_origin=primary,
-                    fallback_origin=legacy,
-                    fallback_status_codes=list(config.edge.failover_status),
-                ),
+                origin=origin,
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
                 cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD,
@@ -901,16 +1060,7 @@ class BackToOriginConstruct(Construct):
                 origin_request_policy=request_policy,
                 response_headers_policy=self.response_headers_policy,
                 compress=True,
-                edge_lambdas=[
-                    cloudfront.EdgeLambda(
-                        function_version=version,
-                        event_type=cloudfront.LambdaEdgeEventType.ORIGIN_REQUEST,
-                    ),
-                    cloudfront.EdgeLambda(
-                        function_version=version,
-                        event_type=cloudfront.LambdaEdgeEventType.ORIGIN_RESPONSE,
-                    ),
-                ],
+                edge_lambdas=edge_lambdas,
             ),
             domain_names=list(domain_names) if domain_names else None,
             certificate=certificate,
@@ -946,6 +1096,8 @@ class BackToOriginConstruct(Construct):
         return distribution
 
     def _create_alarms(self, actions: Sequence[cloudwatch.IAlarmAction]) -> list[cloudwatch.Alarm]:
+        if self.dead_letter_queue is None or self.fetcher is None:
+            return []  # migrated: nothing is copied any more
         period = cdk.Duration.minutes(5)
         dead_letters = cloudwatch.Alarm(
             self,
@@ -988,23 +1140,27 @@ class BackToOriginConstruct(Construct):
         Acknowledgments go through the CDK's own ``Validations`` API (cdk-nag 3.x reads
         them); nothing here depends on cdk-nag being installed.
         """
-        edge_lambda = self.edge_function.lambda_
-        edge_role = edge_lambda.role
-        assert edge_role is not None
         runtime = (
             "the bundles' compiled dependencies (pydantic-core, ...) are installed for Python "
             f"{PYTHON_VERSION}, a supported runtime that Lambda@Edge runs; a newer runtime is "
             "a deliberate upgrade of the bundle and the runtime together"
         )
-        _ack(self.fetcher, "AwsSolutions-L1", runtime)
-        _ack(edge_lambda, "AwsSolutions-L1", runtime)
-        _ack(
-            edge_role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSLambdaBasicExecutionRole]",
-            "Lambda@Edge writes its logs to /aws/lambda/us-east-1.NAME in every region it "
-            "runs in, which is what this logs-only policy (attached by EdgeFunction) allows",
-        )
+        if self.fetcher is not None:
+            _ack(self.fetcher, "AwsSolutions-L1", runtime)
+        if self.reconciler is not None:
+            _ack(self.reconciler.function, "AwsSolutions-L1", runtime)
+        if self.edge_function is not None:
+            edge_lambda = self.edge_function.lambda_
+            edge_role = edge_lambda.role
+            assert edge_role is not None
+            _ack(edge_lambda, "AwsSolutions-L1", runtime)
+            _ack(
+                edge_role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                "Lambda@Edge writes its logs to /aws/lambda/us-east-1.NAME in every region it "
+                "runs in, which is what this logs-only policy (attached by EdgeFunction) allows",
+            )
         _ack(
             self.distribution,
             "AwsSolutions-CFR1",
@@ -1069,6 +1225,30 @@ def _nag_text(value: object) -> str:
         if kind == "Fn::ImportValue":  # a bucket of another stack of the app
             return _nag_text(argument)
     return str(value)
+
+
+def _check_reconcile(
+    schedule: scheduler.ScheduleExpression | None,
+    prefixes: Sequence[str],
+    deletes: str,
+    migrated: bool,
+) -> None:
+    if deletes not in ("keep", "delete"):
+        raise ConstructConfigError(f'reconcile_deletes must be "keep" or "delete", not {deletes!r}')
+    if isinstance(prefixes, str):
+        raise ConstructConfigError("reconcile_prefixes is a sequence of prefixes, not one string")
+    if not prefixes or len(set(prefixes)) != len(prefixes):
+        raise ConstructConfigError("reconcile_prefixes must name at least one prefix, each once")
+    if schedule is None and (tuple(prefixes) != ("",) or deletes != "keep"):
+        raise ConstructConfigError(
+            "reconcile_prefixes and reconcile_deletes require reconcile_schedule (they say "
+            "what the scheduled reconcile does)"
+        )
+    if schedule is not None and migrated:
+        raise ConstructConfigError(
+            "reconcile_schedule and migrated are mutually exclusive: after the cut-over "
+            "there is no old store to reconcile with"
+        )
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
