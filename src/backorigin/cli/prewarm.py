@@ -4,15 +4,13 @@ from __future__ import annotations
 
 __all__ = ["prewarm"]
 
+import contextlib
 import os
-import re
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import click
 
@@ -30,17 +28,14 @@ from backorigin.config.units import format_rate, format_size
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress, Task, TaskID
+    from rich.progress import Progress, Task
     from rich.text import Text
 
-    from backorigin.adapters import OriginAdapter
     from backorigin.config import Config
-    from backorigin.keys import Router
-    from backorigin.prewarm import EnqueueTally, Job, KeyWriter, Tally, Walk
+    from backorigin.keys import Target
+    from backorigin.prewarm import Job, Outcome, PrewarmSummary
 
 EXIT_INTERRUPTED = 130
-_AWS_SQS_HOST = re.compile(r"^sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-_LEGACY_SQS_HOST = re.compile(r"^([a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?$")
 
 
 @click.command()
@@ -108,7 +103,7 @@ def prewarm(
     With --queue-url the jobs are sent to the copy queue in batches of ten instead, for the
     deployed fetchers to copy; keys that could not be sent go to --failed-out.
     """
-    from backorigin.prewarm import KeyWriter  # deferred: boto3 is slow to import
+    from backorigin.prewarm import count_keys, read_keys
 
     setup_logging(verbose)
     if (keys_file is None) == (list_prefix is None):
@@ -127,248 +122,146 @@ def prewarm(
         loaded = s3_overrides(loaded, bucket=bucket, endpoint_url=s3_endpoint)
     err = _console(stderr=True)
     out = _console(stderr=False)
-    with KeyWriter(None if dry_run else failed_out) as failed:
+    with contextlib.ExitStack() as stack:
+        keys: Iterable[str] | None = None
+        total: int | None = None
+        if keys_file == "-":
+            keys = read_keys(sys.stdin)
+        elif keys_file is not None:
+            total = count_keys(keys_file)
+            keys = read_keys(stack.enter_context(open(keys_file, encoding="utf-8", newline="")))
         if dry_run:
-            status = _dry_run(loaded, keys_file, list_prefix, queue_url, err)
-        elif queue_url is not None:
-            status = _distributed(
-                loaded, keys_file, list_prefix, queue_url, concurrency, failed, out, err
-            )
+            status = _dry_run(loaded, keys, list_prefix, queue_url, err)
         else:
-            status = _local(
-                loaded, client_options, keys_file, list_prefix, concurrency, failed, out, err
+            status = _run(
+                loaded,
+                client_options,
+                keys,
+                total,
+                list_prefix,
+                queue_url,
+                concurrency,
+                failed_out,
+                out,
+                err,
             )
-    if failed.count and failed_out:
-        err.print(
-            f"{failed.count} key(s) to retry written to {failed_out} "
-            f"(run again with --keys {failed_out})",
-            highlight=False,
-        )
     sys.exit(status)
 
 
-# --- the three modes --------------------------------------------------------------------------
+def _exit_status(summary: PrewarmSummary) -> int:
+    """0 when the run did all it was asked, 130 when interrupted, 1 otherwise."""
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return 0 if summary.ok else 1
 
 
-def _local(
+def _run(
     config: Config,
     client_options: dict[str, str],
-    keys_file: str | None,
+    keys: Iterable[str] | None,
+    total: int | None,
     list_prefix: str | None,
+    queue_url: str | None,
     concurrency: int,
-    failed: KeyWriter,
+    failed_out: str | None,
     out: Console,
     err: Console,
 ) -> int:
-    from backorigin.prewarm import LocalPrewarm, Outcome, Walk
-    from backorigin.transfer import CopyEngine
+    """A local or queue run with a progress display, then its summary."""
+    from backorigin.prewarm import QueueUnusable, prewarm
 
-    # One client for every worker and every part upload, pooled to match; checked once here,
-    # so missing credentials stop the run before the first key instead of failing each.
-    s3 = bucket_client_or_exit(config, client_options, workers=concurrency)
-    engine = CopyEngine(config, s3_client=s3)
-    walk = Walk(config, engine.adapter, list_prefix) if list_prefix is not None else None
-    progress = _progress(err)
-    task = progress.add_task("prewarm", total=None, bytes=0)
-    runner: LocalPrewarm
-
-    def on_outcome(outcome: Outcome) -> None:
-        progress.update(task, advance=1, bytes=runner.tally.bytes)
-
-    runner = LocalPrewarm(engine, concurrency=concurrency, failed=failed, on_outcome=on_outcome)
-    jobs = _jobs(keys_file, walk, progress, task)
-    started = time.monotonic()
-    interrupted = False
-    try:
-        with progress:
-            runner.run(jobs)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        engine.close()
-    elapsed = time.monotonic() - started
-    _local_summary(runner.tally, walk, elapsed, interrupted, out, err)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return 0 if runner.tally.ok and not (walk and walk.not_listable) else 1
-
-
-def _distributed(
-    config: Config,
-    keys_file: str | None,
-    list_prefix: str | None,
-    queue_url: str,
-    concurrency: int,
-    failed: KeyWriter,
-    out: Console,
-    err: Console,
-) -> int:
-    from backorigin.keys import Router
-    from backorigin.prewarm import Enqueuer, QueueUnusable, Walk, routable
-
-    walk = Walk(config, _adapters(config), list_prefix) if list_prefix is not None else None
-    progress = _progress(err, with_bytes=False)
-    task = progress.add_task("enqueue", total=None, bytes=0)
-    rejected: list[tuple[str, str]] = []
+    s3 = None
+    if queue_url is None:
+        # One client for every worker and every part upload, pooled to match; checked once
+        # here, so missing credentials stop the run before the first key instead of each.
+        s3 = bucket_client_or_exit(config, client_options, workers=concurrency)
+    label = "prewarm" if queue_url is None else "enqueue"
+    progress = _progress(err, with_bytes=queue_url is None)
+    task = progress.add_task(label, total=total, bytes=0)
+    taken = 0
+    copied = 0
     lock = threading.Lock()
 
-    def reject(key: str, reason: str) -> None:
-        with lock:
-            rejected.append((key, reason))
-        progress.update(task, advance=1)
+    def on_job(job: Job, target: Target | None) -> None:
+        nonlocal taken
+        taken += 1
+        if list_prefix is not None and taken % 1000 == 0:
+            progress.update(task, description=f"{label} (listed {taken})")
 
-    keys: Iterator[str] = (job.key for job in _jobs(keys_file, walk, progress, task))
-    if walk is None:  # listed keys come out of the router already
-        keys = routable(Router(config), keys, reject)
-    enqueuer = Enqueuer(_sqs_client(queue_url, concurrency), queue_url)
-    started = time.monotonic()
-    interrupted = False
-    tally: EnqueueTally | None = None
+    def on_outcome(outcome: Outcome) -> None:
+        nonlocal copied
+        with lock:
+            copied += outcome.bytes
+            progress.update(task, advance=1, bytes=copied)
+
     try:
         with progress:
-            tally = enqueuer.send_all(
-                keys,
+            summary = prewarm(
+                config,
+                list_prefix or "",
+                keys=keys,
                 concurrency=concurrency,
-                failed=failed,
-                on_batch=lambda sent, bad: progress.update(task, advance=sent + bad),
+                queue_url=queue_url,
+                s3_client=s3,
+                failed_out=failed_out,
+                on_job=on_job,
+                on_reject=lambda key, reason: progress.update(task, advance=1),
+                on_outcome=on_outcome,
+                on_sent=lambda sent, bad: progress.update(task, advance=sent + bad),
+                on_total=lambda count: progress.update(task, total=count, description=label),
             )
-    except KeyboardInterrupt:
-        interrupted = True
     except QueueUnusable as exc:
         err.print(str(exc), highlight=False, markup=False)
         return 1
-    elapsed = time.monotonic() - started
-    _enqueue_summary(tally, walk, rejected, queue_url, elapsed, interrupted, out, err)
-    if interrupted or tally is None:
-        return EXIT_INTERRUPTED
-    ok = not tally.failed and not tally.error and not rejected
-    return 0 if ok and not (walk and walk.not_listable) else 1
+    if queue_url is None:
+        _local_summary(summary, out, err)
+    else:
+        _enqueue_summary(summary, out, err)
+    if summary.retry and failed_out:
+        err.print(
+            f"{summary.retry} key(s) to retry written to {failed_out} "
+            f"(run again with --keys {failed_out})",
+            highlight=False,
+        )
+    return _exit_status(summary)
 
 
 def _dry_run(
     config: Config,
-    keys_file: str | None,
+    keys: Iterable[str] | None,
     list_prefix: str | None,
     queue_url: str | None,
     err: Console,
 ) -> int:
-    from backorigin.errors import BackoriginError
-    from backorigin.keys import Router
-    from backorigin.prewarm import Walk
+    from backorigin.prewarm import prewarm
 
-    walk = Walk(config, _adapters(config), list_prefix) if list_prefix is not None else None
-    router = Router(config)
-    jobs = 0
-    problems = 0
-    try:
-        for job in _jobs(keys_file, walk, None, None):
-            line = _dry_run_line(job, router, err)
-            if line is None:
-                problems += 1
-                continue
-            jobs += 1
-            click.echo(line)  # data for other tools: tab-separated, never reformatted
-    except BackoriginError as exc:
-        err.print(f"stopped early: {exc}", highlight=False, markup=False)
-        problems += 1
+    def on_job(job: Job, target: Target | None) -> None:
+        assert target is not None  # a dry run routes every job
+        size = job.info.size if job.info is not None else "-"
+        # data for other tools: tab-separated, never reformatted
+        click.echo(f"{job.key}\t{target.origin}\t{target.key}\t{size}")
+
+    def on_reject(key: str, reason: str) -> None:
+        err.print(f"{key}: {reason}", highlight=False, markup=False)
+
+    summary = prewarm(
+        config,
+        list_prefix or "",
+        keys=keys,
+        dry_run=True,
+        queue_url=queue_url,
+        on_job=on_job,
+        on_reject=on_reject,
+    )
+    if summary.error:
+        err.print(f"stopped early: {summary.error}", highlight=False, markup=False)
     where = f"enqueued to {queue_url}" if queue_url else "copied"
     err.print(
-        f"dry run: {jobs} job(s) would be {where}; nothing was read from S3 or sent",
+        f"dry run: {summary.planned} job(s) would be {where}; nothing was read from S3 or sent",
         highlight=False,
     )
-    if walk is not None:
-        _walk_notes(walk, err)
-    return 0 if not problems and not (walk and walk.not_listable) else 1
-
-
-def _dry_run_line(job: Job, router: Router, err: Console) -> str | None:
-    """``key, origin, origin key, size`` of a job, or None (reported) if it cannot be routed."""
-    from backorigin.errors import InvalidKey, ObjectNotFound
-
-    if job.info is not None:
-        return f"{job.key}\t{job.origin}\t{job.info.key}\t{job.info.size}"
-    try:
-        target = router.route(job.key).primary
-    except (InvalidKey, ObjectNotFound) as exc:
-        err.print(f"{job.key}: {exc}", highlight=False, markup=False)
-        return None
-    return f"{job.key}\t{target.origin}\t{target.key}\t-"
-
-
-# --- jobs -------------------------------------------------------------------------------------
-
-
-def _jobs(
-    keys_file: str | None,
-    walk: Walk | None,
-    progress: Progress | None,
-    task: TaskID | None,
-) -> Iterator[Job]:
-    """The jobs of ``--keys`` or ``--list``, setting the progress total once it is known."""
-    from backorigin.prewarm import Job, count_keys, read_keys
-
-    def set_total(total: int) -> None:
-        if progress is not None and task is not None:
-            progress.update(task, total=total)
-
-    if walk is not None:
-        for job in walk:
-            if progress is not None and task is not None and walk.jobs % 1000 == 0:
-                progress.update(task, description=f"prewarm (listed {walk.listed})")
-            yield job
-        if progress is not None and task is not None:
-            progress.update(task, description="prewarm")
-        set_total(walk.jobs)
-        return
-    assert keys_file is not None
-    if keys_file != "-":
-        set_total(count_keys(keys_file))
-        with open(keys_file, encoding="utf-8", newline="") as file:
-            yield from (Job(key) for key in read_keys(file))
-        return
-    count = 0
-    for count, key in enumerate(read_keys(sys.stdin), start=1):  # noqa: B007 - counted
-        yield Job(key)
-    set_total(count)
-
-
-def _adapters(config: Config) -> Callable[[str], OriginAdapter[Any]]:
-    """Builds each origin's adapter once (distributed and dry runs have no copy engine)."""
-    from backorigin.adapters import create_adapter
-    from backorigin.config.secrets import SecretResolver
-
-    secrets = SecretResolver()
-    built: dict[str, OriginAdapter[Any]] = {}
-
-    def adapter(name: str) -> OriginAdapter[Any]:
-        if name not in built:
-            built[name] = create_adapter(config.origin(name), secrets=secrets)
-        return built[name]
-
-    return adapter
-
-
-def _sqs_client(queue_url: str, concurrency: int) -> Any:
-    """An SQS client for the queue: its region from the URL; a non-AWS host is the endpoint."""
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    parts = urlsplit(queue_url)
-    host = parts.hostname or ""
-    match = _AWS_SQS_HOST.match(host) or _LEGACY_SQS_HOST.match(host)
-    aws = host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
-    region = match.group(1) if match else boto3.session.Session().region_name
-    if region is None and not aws:
-        region = "us-east-1"  # a local SQS (moto, ElasticMQ) ignores it, but signing needs one
-    return boto3.client(
-        "sqs",
-        region_name=region,
-        endpoint_url=None if aws else f"{parts.scheme}://{parts.netloc}",
-        config=BotoConfig(
-            retries={"mode": "standard", "max_attempts": 5},
-            max_pool_connections=concurrency + 4,
-        ),
-    )
+    _walk_notes(summary, err)
+    return _exit_status(summary)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -473,14 +366,7 @@ def _rate(count: int, nbytes: int, elapsed: float) -> tuple[str, str]:
     return f"{count / elapsed:.1f}", format_rate(nbytes, elapsed) or "-"
 
 
-def _local_summary(
-    tally: Tally,
-    walk: Walk | None,
-    elapsed: float,
-    interrupted: bool,
-    out: Console,
-    err: Console,
-) -> None:
+def _local_summary(summary: PrewarmSummary, out: Console, err: Console) -> None:
     from rich import box
     from rich.table import Table
 
@@ -497,8 +383,9 @@ def _local_summary(
         Finding.INVALID: "invalid key",
         CopyOutcome.FAILED: "failed",
     }
+    tally, walk, elapsed = summary.tally, summary.listing, summary.seconds
     table = Table(
-        title="prewarm" + (" (interrupted)" if interrupted else ""),
+        title="prewarm" + (" (interrupted)" if summary.interrupted else ""),
         box=box.SIMPLE,
         show_header=False,
     )
@@ -527,56 +414,49 @@ def _local_summary(
         err.print(f"{labels[status]} ({tally.counts[status]}{shown}):", highlight=False)
         for key, reason in examples:
             err.print(f"  {key}  {reason}", highlight=False, markup=False)
-    if tally.error:
-        err.print(f"stopped early: {tally.error}", highlight=False, markup=False)
-    if walk is not None:
-        _walk_notes(walk, err)
+    if summary.error:
+        err.print(f"stopped early: {summary.error}", highlight=False, markup=False)
+    _walk_notes(summary, err)
 
 
-def _enqueue_summary(
-    tally: EnqueueTally | None,
-    walk: Walk | None,
-    rejected: list[tuple[str, str]],
-    queue_url: str,
-    elapsed: float,
-    interrupted: bool,
-    out: Console,
-    err: Console,
-) -> None:
+def _enqueue_summary(summary: PrewarmSummary, out: Console, err: Console) -> None:
     from rich import box
     from rich.table import Table
 
+    tally, walk, elapsed = summary.sent, summary.listing, summary.seconds
+    title = f"prewarm via {summary.queue_url}" + (" (interrupted)" if summary.interrupted else "")
     table = Table(
-        title="prewarm via " + queue_url + (" (interrupted)" if interrupted else ""),
+        title=title,
         box=box.SIMPLE,
         show_header=False,
     )
     table.add_column("what")
     table.add_column("value", justify="right")
-    sent = tally.sent if tally else 0
-    table.add_row("enqueued", str(sent))
-    table.add_row("failed to enqueue", str(tally.failed if tally else 0))
-    table.add_row("rejected (invalid key or no route)", str(len(rejected)))
-    table.add_row("SendMessageBatch calls", str(tally.batches if tally else 0))
+    table.add_row("enqueued", str(tally.sent))
+    table.add_row("failed to enqueue", str(tally.failed))
+    table.add_row("rejected (invalid key or no route)", str(summary.rejected))
+    table.add_row("SendMessageBatch calls", str(tally.batches))
     table.add_row("seconds", f"{elapsed:.1f}")
-    table.add_row("jobs/s", _rate(sent, 0, elapsed)[0])
+    table.add_row("jobs/s", _rate(tally.sent, 0, elapsed)[0])
     if walk is not None:
         table.add_row("listed at the origins", str(walk.listed))
         table.add_row("unreachable (skipped)", str(walk.unreachable))
     out.print(table)
-    if tally is not None and tally.error:
-        err.print(f"stopped early: {tally.error}", highlight=False, markup=False)
-    if tally is not None and tally.examples:
+    if summary.error:
+        err.print(f"stopped early: {summary.error}", highlight=False, markup=False)
+    if tally.examples:
         err.print("failed to enqueue, first ones:")
         for key, reason in tally.examples:
             err.print(f"  {key}  {reason}", highlight=False, markup=False)
-    for key, reason in rejected[:20]:
+    for key, reason in summary.rejected_examples:
         err.print(f"rejected: {key}  {reason}", highlight=False, markup=False)
-    if walk is not None:
-        _walk_notes(walk, err)
+    _walk_notes(summary, err)
 
 
-def _walk_notes(walk: Walk, err: Console) -> None:
+def _walk_notes(summary: PrewarmSummary, err: Console) -> None:
+    walk = summary.listing
+    if walk is None:
+        return
     for origin, reason in walk.not_listable.items():
         err.print(
             f"origin {origin} was not listed ({reason}); give its keys with --keys",

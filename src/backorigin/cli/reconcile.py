@@ -18,7 +18,6 @@ from backorigin.cli.common import (
     s3_overrides,
     setup_logging,
 )
-from backorigin.cli.prewarm import _sqs_client
 from backorigin.cli.status import EXIT_INTERRUPTED, console, keys_of, keys_option, live_counts
 from backorigin.config.units import format_size
 
@@ -93,7 +92,6 @@ def reconcile(
             with lock:  # data for other tools: tab-separated, never reformatted
                 click.echo(f"{action.value}\t{entry.key}\t{entry.reason or ''}".rstrip("\t"))
 
-    sqs = _sqs_client(queue_url, concurrency) if queue_url and not dry_run else None
     try:
         with keys_of(keys_file) as keys:
             from backorigin.prewarm import StatusReport
@@ -114,7 +112,6 @@ def reconcile(
                     deletes="delete" if deletes == "delete" else "keep",
                     dry_run=dry_run,
                     queue_url=queue_url,
-                    sqs_client=sqs,
                     concurrency=concurrency,
                     on_action=on_action,
                     on_entry=counted,

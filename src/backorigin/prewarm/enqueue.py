@@ -11,9 +11,10 @@ since a copy of an object already in S3 ends ``exists`` after one HEAD.
 
 from __future__ import annotations
 
-__all__ = ["BATCH_SIZE", "EnqueueTally", "Enqueuer", "QueueUnusable"]
+__all__ = ["BATCH_SIZE", "EnqueueTally", "Enqueuer", "QueueUnusable", "sqs_client_for"]
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -53,6 +55,43 @@ def _fatal(exc: ClientError) -> bool:
     error = exc.response.get("Error", {})
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     return 400 <= status < 500 and status != 429 and error.get("Code") not in _THROTTLING
+
+
+_AWS_SQS_HOST = re.compile(r"^sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+_LEGACY_SQS_HOST = re.compile(r"^([a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?$")
+
+
+def sqs_client_for(queue_url: str, concurrency: int = 16) -> Any:
+    """A boto3 SQS client for the queue at ``queue_url``.
+
+    Its region is read from the URL (``sqs.REGION.amazonaws.com`` and the legacy
+    ``REGION.queue.amazonaws.com``), else the usual chain (``AWS_REGION``, the profile); a
+    host outside AWS (ElasticMQ, moto) becomes the endpoint. Retries use botocore's standard
+    mode, and the pool holds a connection per batch call in flight.
+
+    Args:
+        queue_url: The copy queue's URL.
+        concurrency: ``SendMessageBatch`` calls that will be in flight.
+    """
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    parts = urlsplit(queue_url)
+    host = parts.hostname or ""
+    match = _AWS_SQS_HOST.match(host) or _LEGACY_SQS_HOST.match(host)
+    aws = host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    region = match.group(1) if match else boto3.session.Session().region_name
+    if region is None and not aws:
+        region = "us-east-1"  # a local SQS (moto, ElasticMQ) ignores it, but signing needs one
+    return boto3.client(
+        "sqs",
+        region_name=region,
+        endpoint_url=None if aws else f"{parts.scheme}://{parts.netloc}",
+        config=BotoConfig(
+            retries={"mode": "standard", "max_attempts": 5},
+            max_pool_connections=concurrency + 4,
+        ),
+    )
 
 
 def _job_of(job: str | CopyJob) -> CopyJob:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from backorigin.adapters import OriginAdapter
 from backorigin.config.models import Config
 from backorigin.keys import bucket_key
-from backorigin.prewarm.enqueue import BATCH_SIZE, Enqueuer
+from backorigin.prewarm.enqueue import BATCH_SIZE, Enqueuer, sqs_client_for
 from backorigin.prewarm.status import RECENT, Entry, State, StatusReport, Survey, adapters_of
 from backorigin.transfer import CopyEngine, CopyOutcome
 from backorigin.transfer.bucket import Bucket, BucketError, make_s3_client
@@ -216,7 +216,8 @@ def reconcile(
             copies with backorigin's provenance, each conditional on its ETag).
         dry_run: Decide, but write and send nothing.
         queue_url: Send copies and refreshes to this copy queue instead of copying here.
-        sqs_client: The boto3 SQS client for ``queue_url`` (required with it).
+        sqs_client: A boto3 SQS client for ``queue_url`` (default: one for the queue's region
+            and endpoint, see :func:`~backorigin.prewarm.enqueue.sqs_client_for`).
         engine: The copy engine for local copies (built from the config when omitted).
         s3_client: The S3 client to build the engine and bucket with, when they are built here.
         adapter: Returns an origin's adapter by name (the engine's when omitted).
@@ -237,7 +238,7 @@ def reconcile(
     if deletes not in ("keep", "delete"):
         raise ValueError('deletes must be "keep" or "delete"')
     if queue_url is not None and sqs_client is None and not dry_run:
-        raise ValueError("queue_url needs an sqs_client")
+        sqs_client = sqs_client_for(queue_url, concurrency)
     own_engine = engine is None and queue_url is None and not dry_run
     if own_engine:
         engine = CopyEngine(config, s3_client=s3_client)
