@@ -254,6 +254,8 @@ def test_the_dashboard_shows_copies_bytes_queues_and_the_fetcher(scheduled: Synt
     assert fetcher[2:4] == ["service", "backorigin-fetcher"]  # as Powertools names it
     queues = [m for m in metrics if m[:2] == ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]]
     assert len(queues) == 2  # the copy queue and the dead-letter queue
+    errors = [m for m in metrics if m[:2] == ["AWS/Lambda", "Errors"]]
+    assert len(errors) == 2  # the fetcher's and the reconciler's
 
 
 # --- cut-over ------------------------------------------------------------------------------------

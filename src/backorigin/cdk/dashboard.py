@@ -45,7 +45,16 @@ _HEIGHT = 6
 
 @dataclass(frozen=True)
 class MigrationParts:
-    """What the dashboard shows; ``None`` for what the construct did not create."""
+    """What the dashboard shows; ``None`` for what the construct did not create.
+
+    Attributes:
+        distribution: The CloudFront distribution.
+        shield_region: Where the edge function runs for origin requests (its metrics' region).
+        queue: The copy queue.
+        dead_letter_queue: Its dead-letter queue.
+        fetcher: The fetcher function.
+        reconciler: The scheduled reconciler's function.
+    """
 
     distribution: cloudfront.IDistribution
     shield_region: str
@@ -261,6 +270,13 @@ class MigrationDashboard(Construct):
                     "ReconcileUnfinished",
                 )
             ]
+            # A walk that cannot list its prefix before the timeout never reports: it ends
+            # as a Lambda error.
+            found.append(
+                parts.reconciler.metric_errors(
+                    statistic="Sum", period=_PERIOD, label="Reconciler errors and timeouts"
+                )
+            )
             share_migrated = cloudwatch.Metric(
                 namespace=NAMESPACE,
                 metric_name="ShareMigrated",
