@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from backorigin.adapters import register_adapter
+from backorigin.adapters.read import RawGet
 from backorigin.config import Config, load_config
 from backorigin.keys import RESERVED_PREFIX
 from backorigin.testing.memory import MemoryAdapter
 from backorigin.transfer import CopyEngine, CopyOutcome
 from backorigin.transfer.plan import MAX_PARTS, part_size_for, plan_parts
-from backorigin.types import ByteRange, ObjectInfo
+from backorigin.types import GetOptions, ObjectInfo
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("s3_env")
@@ -197,22 +199,75 @@ def test_fallback_origins_are_tried_in_order(bucket: str, seaweedfs: Any, s3_cli
     assert engine.stored("k") == b"from b"
 
 
+class _CountingBody:
+    """A raw body that reports the bytes it delivers."""
+
+    def __init__(self, body: Any, delivered: Callable[[int], None]) -> None:
+        self.body = body
+        self.delivered = delivered
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = int(self.body.readinto(buffer))
+        self.delivered(count)
+        return count
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def count_reads(origin: MemoryAdapter) -> tuple[list[GetOptions], list[int]]:
+    """Record every GET ``origin`` answers and every byte its bodies deliver."""
+    asked: list[GetOptions] = []
+    delivered: list[int] = []
+    lock = threading.Lock()
+    original = origin.get_once
+
+    def get_once(key: str, options: GetOptions) -> RawGet:
+        with lock:
+            asked.append(options)
+        raw = original(key, options)
+
+        def add(count: int) -> None:
+            with lock:
+                delivered.append(count)
+
+        return dataclasses.replace(raw, body=_CountingBody(raw.body, add))
+
+    origin.get_once = get_once  # type: ignore[method-assign]
+    return asked, delivered
+
+
 def test_too_large_is_refused_before_reading(bucket: str, seaweedfs: Any, s3_client: Any) -> None:
-    engine = Engine(make_config(bucket, seaweedfs.url, max_object_size="1KiB"), s3_client)
-    reads: list[str] = []
+    engine = Engine(make_config(bucket, seaweedfs.url, max_object_size="1MiB"), s3_client)
     origin = engine.origins["primary"]
-    original = origin.read
-
-    def counting(key: str, range: ByteRange | None = None, version: str | None = None) -> Any:
-        reads.append(key)
-        return original(key, range, version)
-
-    origin.read = counting  # type: ignore[method-assign]
-    origin.put("big", b"x" * 2048)
+    asked, delivered = count_reads(origin)
+    origin.put("big", b"x" * (6 * MiB))
     result = engine.engine.copy("big")
     assert result.outcome is CopyOutcome.TOO_LARGE
-    assert reads == []
+    assert asked == []  # a HEAD described it
+    # Told the key is absent, the engine lets a GET describe it, and reads none of its body.
+    result = engine.engine.copy("big", absent=True)
+    assert result.outcome is CopyOutcome.TOO_LARGE
+    assert (len(asked), sum(delivered)) == (1, 0)
     assert engine.visible_keys() == []
+
+
+def test_a_small_object_costs_one_origin_request(engine: Engine) -> None:
+    origin = engine.origins["primary"]
+    asked, delivered = count_reads(origin)
+    heads: list[str] = []
+    original_head = origin.head
+
+    def head(key: str) -> ObjectInfo:
+        heads.append(key)
+        return original_head(key)
+
+    origin.head = head  # type: ignore[method-assign]
+    body = payload(64 * 1024, seed=3)
+    origin.put("small", body)
+    assert engine.engine.copy("small", absent=True).outcome is CopyOutcome.COPIED
+    assert (len(asked), heads, sum(delivered)) == (1, [], len(body))
+    assert engine.stored("small") == body
 
 
 def test_reserved_keys_are_refused(engine: Engine) -> None:
@@ -232,24 +287,30 @@ def test_invalid_key_fails_without_touching_anything(engine: Engine) -> None:
 class LyingOrigin(MemoryAdapter):
     """States a checksum that does not match its bytes."""
 
-    def head(self, key: str) -> ObjectInfo:
-        info = super().head(key)
-        from dataclasses import replace
-
+    @staticmethod
+    def lie(info: ObjectInfo) -> ObjectInfo:
         from backorigin.types import Checksums
 
-        return replace(info, checksums=Checksums(md5=b"\x00" * 16))
+        return dataclasses.replace(info, checksums=Checksums(md5=b"\x00" * 16))
+
+    def head(self, key: str) -> ObjectInfo:
+        return self.lie(super().head(key))
+
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        raw = super().get_once(key, options)
+        return dataclasses.replace(raw, info=self.lie(raw.info))
 
 
+@pytest.mark.parametrize("absent", [False, True])
 @pytest.mark.parametrize("size", [1000, 11 * MiB])
 def test_a_lying_checksum_stores_nothing(
-    bucket: str, seaweedfs: Any, s3_client: Any, size: int
+    bucket: str, seaweedfs: Any, s3_client: Any, size: int, absent: bool
 ) -> None:
     config = make_config(bucket, seaweedfs.url)
     origin = LyingOrigin(config.origins[0])  # type: ignore[arg-type]
     origin.put("k", payload(size))
     engine = CopyEngine(config, s3_client=s3_client, adapters={"primary": origin})
-    result = engine.copy("k")
+    result = engine.copy("k", absent=absent)
     assert result.outcome is CopyOutcome.FAILED
     assert "md5" in (result.reason or "")
     view = Engine(config, s3_client)
@@ -261,11 +322,11 @@ def test_a_lying_checksum_stores_nothing(
 class ChangingOrigin(MemoryAdapter):
     """Replaces the object with a new version after the first ranged read."""
 
-    def read(self, key: str, range: ByteRange | None = None, version: str | None = None) -> Any:
-        stream = super().read(key, range, version)
-        if range is not None and range.start == 0:
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        raw = super().get_once(key, options)
+        if options.range is not None and options.range.start == 0:
             self.put(key, payload(11 * MiB, seed=99))
-        return stream
+        return raw
 
 
 def test_object_changed_mid_copy_stores_nothing(
@@ -286,18 +347,14 @@ def test_concurrent_copies_read_the_origin_once(engine: Engine) -> None:
     body = payload(11 * MiB)
     origin = engine.origins["primary"]
     origin.put("hot", body)
-    served: list[int] = []
-    lock = threading.Lock()
-    original = origin.read
+    _, delivered = count_reads(origin)
+    original = origin.get_once
 
-    def counting(key: str, range: ByteRange | None = None, version: str | None = None) -> Any:
-        stop = range.stop if range is not None and range.stop is not None else len(body)
-        with lock:
-            served.append(stop - (range.start if range else 0))
+    def slow(key: str, options: GetOptions) -> RawGet:
         time.sleep(0.05)  # keep the winner busy long enough for everyone to collide
-        return original(key, range, version)
+        return original(key, options)
 
-    origin.read = counting  # type: ignore[method-assign]
+    origin.get_once = slow  # type: ignore[method-assign]
     barrier = threading.Barrier(8)
     outcomes: list[CopyOutcome] = []
 
@@ -312,7 +369,8 @@ def test_concurrent_copies_read_the_origin_once(engine: Engine) -> None:
         thread.join()
     assert outcomes.count(CopyOutcome.COPIED) == 1
     assert set(outcomes) <= {CopyOutcome.COPIED, CopyOutcome.IN_PROGRESS, CopyOutcome.EXISTS}
-    assert sum(served) == len(body)
+    # Every copier asked (the GET that describes the object), but only the winner read.
+    assert sum(delivered) == len(body)
     assert engine.stored("hot") == body
 
 
@@ -406,20 +464,35 @@ def test_memory_stays_bounded_by_parts(engine: Engine) -> None:
     body = payload(16 * MiB)
     origin = engine.origins["primary"]
     origin.put("k", body)
-    sizes: list[int] = []
-    original = origin.read
-
-    def recording(key: str, range: ByteRange | None = None, version: str | None = None) -> Any:
-        assert range is not None
-        assert version is not None
-        start, stop = range.resolve(len(body))
-        sizes.append(stop - start)
-        return original(key, range, version)
-
-    origin.read = recording  # type: ignore[method-assign]
+    asked, delivered = count_reads(origin)
     assert engine.engine.copy("k").outcome is CopyOutcome.COPIED
+    sizes = [stop - start for start, stop in (o.range.resolve(len(body)) for o in asked if o.range)]
+    assert len(sizes) == len(asked) == 4
     assert max(sizes) == 5 * MiB
-    assert sum(sizes) == len(body)
+    assert sum(delivered) == len(body)
+    # Every read after the first is pinned to the version the first answer described.
+    assert all(o.pin is not None for o in asked)
+
+
+def test_a_copy_told_the_key_is_absent_reads_its_first_part_from_the_describing_get(
+    engine: Engine,
+) -> None:
+    body = payload(12 * MiB, seed=5)
+    origin = engine.origins["primary"]
+    origin.put("k", body)
+    asked, delivered = count_reads(origin)
+    result = engine.engine.copy("k", absent=True)
+    assert result.outcome is CopyOutcome.COPIED, result.reason
+    assert engine.stored("k") == body
+    # One whole-object GET (its first 5 MiB used), then the other two parts, pinned.
+    assert asked[0].range is None
+    assert asked[0].pin is None
+    assert [o.range.resolve(len(body)) for o in asked[1:] if o.range] == [
+        (5 * MiB, 10 * MiB),
+        (10 * MiB, 12 * MiB),
+    ]
+    assert all(o.pin is not None for o in asked[1:])
+    assert sum(delivered) >= len(body)
 
 
 @pytest.fixture(autouse=True)

@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from backorigin.adapters import OriginAdapter, create_adapter
+from backorigin.adapters.read import GetResult
 from backorigin.config.models import Config
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import (
@@ -40,7 +41,6 @@ from backorigin.errors import (
     InvalidKey,
     ObjectNotFound,
     PreconditionFailed,
-    TransientOriginError,
 )
 from backorigin.keys import RESERVED_PREFIX, Route, Router, Target, bucket_key, is_reserved
 from backorigin.transfer.bucket import (
@@ -57,7 +57,7 @@ from backorigin.transfer.digest import ObjectDigests, crc32c
 from backorigin.transfer.lease import Lease, LeaseLost
 from backorigin.transfer.outcome import CopyOutcome, CopyResult
 from backorigin.transfer.plan import Part, part_size_for, plan_parts
-from backorigin.types import PROVENANCE_FIELDS, ByteRange, ObjectInfo
+from backorigin.types import PROVENANCE_FIELDS, ByteRange, GetOptions, ObjectInfo
 from backorigin.types import PROVENANCE_PREFIX as PROVENANCE_PREFIX  # re-exported
 
 log = logging.getLogger("backorigin.transfer")
@@ -169,13 +169,33 @@ class CopyEngine:
                 refusal = _refusal(existing, replace)
                 if refusal is not None or replace is None:
                     return result(CopyOutcome.EXISTS, s3_key=s3_key, reason=refusal)
-            found = self._locate(route)
+            found = self._open(route, read=absent and replace is None)
         except BackoriginError as exc:  # origin, S3, secrets, a missing extra
             return result(CopyOutcome.FAILED, s3_key=s3_key, reason=str(exc))
         if found is None:
             names = ", ".join(t.origin for t in route.targets)
             return result(CopyOutcome.NOT_FOUND, s3_key=s3_key, reason=f"not found at {names}")
-        target, info = found
+        target, info, first = found
+        try:
+            return self._copy_found(
+                target, info, first, s3_key, existing, replace, deadline, result
+            )
+        finally:
+            if first is not None:
+                first.close()
+
+    def _copy_found(
+        self,
+        target: Target,
+        info: ObjectInfo,
+        first: GetResult | None,
+        s3_key: str,
+        existing: StoredObject | None,
+        replace: str | None,
+        deadline: float | None,
+        result: Callable[..., CopyResult],
+    ) -> CopyResult:
+        """The copy once the origin has answered: ``first`` is the open read of part 1."""
         if info.size > self.config.transfer.max_object_size:
             return result(
                 CopyOutcome.TOO_LARGE,
@@ -187,7 +207,7 @@ class CopyEngine:
         if info.size <= part_size_for(info.size, self.config.transfer.part_size):
             # The first check's verdict stands: existing is None, or the copy to replace.
             replacing = replace if existing is not None else None
-            return self._copy_small(target, info, s3_key, replacing, result, fields)
+            return self._copy_small(target, info, first, s3_key, replacing, result, fields)
         try:
             lease = Lease.acquire(
                 self.bucket,
@@ -211,7 +231,7 @@ class CopyEngine:
                     return result(CopyOutcome.EXISTS, reason=refusal, **fields)
                 if_match = replace
             lease.start_heartbeat()
-            resumed = self._copy_multipart(target, info, s3_key, lease, deadline, if_match)
+            resumed = self._copy_multipart(target, info, first, s3_key, lease, deadline, if_match)
             return result(CopyOutcome.COPIED, bytes=info.size, resumed_parts=resumed, **fields)
         except Changed as exc:
             return result(CopyOutcome.EXISTS, reason=str(exc), **fields)
@@ -243,6 +263,7 @@ class CopyEngine:
         self,
         target: Target,
         info: ObjectInfo,
+        first: GetResult | None,
         s3_key: str,
         if_match: str | None,
         result: Callable[..., CopyResult],
@@ -257,7 +278,7 @@ class CopyEngine:
         end ``exists``. Skipping the lease saves four S3 requests per object.
         """
         try:
-            self._copy_single(target, info, s3_key, if_match)
+            self._copy_single(target, info, first, s3_key, if_match)
         except Changed as exc:
             return result(CopyOutcome.EXISTS, reason=str(exc), **fields)
         except Exists:
@@ -281,21 +302,43 @@ class CopyEngine:
 
     # --- steps --------------------------------------------------------------------------------
 
-    def _locate(self, route: Route) -> tuple[Target, ObjectInfo] | None:
-        """HEAD the route's origins in order; the first that has the object."""
+    def _open(
+        self, route: Route, *, read: bool
+    ) -> tuple[Target, ObjectInfo, GetResult | None] | None:
+        """Find the object at the route's origins, in order; the first that has it.
+
+        With ``read``, one GET of the whole object both describes it (its headers carry
+        everything a HEAD would, whole-object digests included) and starts its body: all
+        of it when the object fits one part, its first part otherwise (the rest of that
+        answer is dropped; a resumed copy would drop up to a part, which is why only a
+        caller that has just seen the key absent from a listing asks for this). Without
+        ``read``, a HEAD describes it.
+        """
         for target in route.targets:
+            adapter = self.adapter(target.origin)
             try:
-                return target, self.adapter(target.origin).head(target.key)
+                if not read:
+                    return target, adapter.head(target.key), None
+                opened = adapter.get(target.key, GetOptions(), attempts=self.read_attempts)
+                return target, opened.info, opened
             except ObjectNotFound:
                 log.debug("%s not found at %s", target.key, target.origin)
         return None
 
     def _copy_single(
-        self, target: Target, info: ObjectInfo, s3_key: str, if_match: str | None = None
+        self,
+        target: Target,
+        info: ObjectInfo,
+        first: GetResult | None,
+        s3_key: str,
+        if_match: str | None = None,
     ) -> None:
         """One PutObject: create-only, or (``if_match``) replacing exactly that object."""
         data = bytearray(info.size)
-        self._read_into(target, info, 0, memoryview(data))
+        if first is not None:
+            self._fill(first, memoryview(data))
+        elif info.size:
+            self._read_into(target, info, 0, memoryview(data))
         digests = ObjectDigests(info.checksums)
         digests.update(data)
         self._verify(digests, info)
@@ -318,6 +361,7 @@ class CopyEngine:
         self,
         target: Target,
         info: ObjectInfo,
+        first: GetResult | None,
         s3_key: str,
         lease: Lease,
         deadline: float | None,
@@ -355,6 +399,7 @@ class CopyEngine:
             self._upload_parts(
                 target,
                 info,
+                first,
                 s3_key,
                 upload_id,
                 [p for p in parts if p.number not in done],
@@ -411,6 +456,7 @@ class CopyEngine:
         self,
         target: Target,
         info: ObjectInfo,
+        first: GetResult | None,
         s3_key: str,
         upload_id: str,
         todo: list[Part],
@@ -440,7 +486,11 @@ class CopyEngine:
         def work(part: Part, buffer: memoryview) -> tuple[Part, str, bytes, memoryview]:
             view = buffer[: part.size]
             try:
-                self._read_into(target, info, part.start, view)
+                if first is not None and part.start == 0:
+                    self._fill(first, view)  # the answer that described the object
+                    first.close()
+                else:
+                    self._read_into(target, info, part.start, view)
                 crc = _crc_bytes(crc32c(view))
                 etag = self.bucket.upload_part(s3_key, upload_id, part.number, view, crc)
             except BaseException:
@@ -546,46 +596,28 @@ class CopyEngine:
     def _read_into(self, target: Target, info: ObjectInfo, start: int, view: memoryview) -> None:
         """Fill ``view`` with the object's bytes from ``start`` on, pinned to its version.
 
-        A read that fails transiently or ends early resumes from the first missing byte, up to
-        ``read_attempts`` times; this is the engine's one retry loop (the adapters retry whole
-        requests with their SDKs' own policies).
+        The shared read path resumes a body that fails transiently or ends early from its
+        first missing byte, pinned to ``info``, up to ``read_attempts`` times.
         """
-        adapter = self.adapter(target.origin)
-        wanted = len(view)
-        stop = start + wanted
+        options = GetOptions(range=ByteRange.bounded(start, start + len(view)), pin=info)
+        with self.adapter(target.origin).get(
+            target.key, options, attempts=self.read_attempts
+        ) as result:
+            self._fill(result, view)
+
+    @staticmethod
+    def _fill(result: GetResult, view: memoryview) -> None:
+        """Fill ``view`` with the next bytes of ``result``, which must have that many."""
+        if result.range[1] - result.position < len(view):
+            raise IntegrityError(
+                f"the origin served {result.size} bytes where {len(view)} were expected"
+            )
         filled = 0
-        failures = 0
-        while True:
-            if wanted == 0:
-                stream = adapter.read(target.key, None, info.version)
-            else:
-                stream = adapter.read(
-                    target.key, ByteRange.bounded(start + filled, stop), info.version
-                )
-            error: TransientOriginError | None = None
-            try:
-                for chunk in stream:
-                    end = filled + len(chunk)
-                    if end > wanted:
-                        raise IntegrityError(
-                            f"the origin sent more than the {wanted} bytes asked for"
-                        )
-                    view[filled:end] = chunk
-                    filled = end
-            except TransientOriginError as exc:
-                error = exc
-            finally:
-                stream.close()
-            if filled == wanted:
-                return
-            failures += 1
-            if failures >= self.read_attempts:
-                why = str(error) if error else "the origin's response ended early"
-                raise TransientOriginError(
-                    f"reading bytes {start}-{stop} failed {failures} times: {why}"
-                ) from error
-            pause = error.retry_after if error and error.retry_after else 0.1 * 2**failures
-            time.sleep(min(pause, 10.0))
+        while filled < len(view):
+            count = result.readinto(view[filled:])
+            if count == 0:
+                raise IntegrityError("the origin's answer ended early")
+            filled += count
 
     @staticmethod
     def _verify(digests: ObjectDigests, info: ObjectInfo) -> None:
