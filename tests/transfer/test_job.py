@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from backorigin.transfer import CopyJob as Exported
-from backorigin.transfer.job import CopyJob, MalformedJob
+from backorigin.transfer.job import CopyJob, MalformedJob, queue_region
 
 
 def test_a_copy_job_is_the_key_alone() -> None:
@@ -76,3 +76,22 @@ def test_building_a_job_loads_neither_the_engine_nor_an_sdk() -> None:
     assert [m for m in loaded if m.split(".")[0] in heavy] == []
     assert "backorigin.transfer.engine" not in loaded
     assert "backorigin.config" not in loaded
+
+
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/copies", "eu-west-1"),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/copies", "cn-north-1"),
+        ("https://us-east-2.queue.amazonaws.com/123456789012/copies", "us-east-2"),
+        ("https://SQS.AP-SOUTHEAST-2.AMAZONAWS.COM/1/q", "ap-southeast-2"),
+        ("http://127.0.0.1:9324/000000000000/copies", None),
+        ("http://localhost:5000/123456789012/copies", None),
+        ("https://sqs.amazonaws.com/123456789012/copies", None),
+        ("https://vpce-1a2b.sqs.eu-west-1.vpce.amazonaws.com/1/q", None),
+        ("not a url", None),
+    ],
+)
+def test_a_queue_url_names_its_region(url: str, region: str | None) -> None:
+    """The edge's sender and prewarm's client sign for the region the URL names."""
+    assert queue_region(url) == region

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from backorigin.errors import BackoriginError
 from backorigin.handlers import sigv4
+from backorigin.transfer.job import queue_region
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
@@ -73,14 +74,6 @@ class _Connections:
         return response.status, data
 
 
-def _region_of(host: str) -> str | None:
-    """``eu-west-1`` from ``sqs.eu-west-1.amazonaws.com`` (None for other hosts)."""
-    parts = host.split(".")
-    if len(parts) >= 4 and parts[0] == "sqs" and parts[2] == "amazonaws":
-        return parts[1]
-    return None
-
-
 class SqsClient:
     """Sends messages to SQS queues; a drop-in for the one boto3 call the edge makes.
 
@@ -123,7 +116,7 @@ class SqsClient:
         parts = urlsplit(QueueUrl)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SqsError(f"not a queue URL: {QueueUrl!r}")
-        region = _region_of(parts.hostname) or self.region or "us-east-1"
+        region = queue_region(QueueUrl) or self.region or "us-east-1"
         endpoint = f"{parts.scheme}://{parts.netloc}/"
         body = json.dumps({"QueueUrl": QueueUrl, "MessageBody": MessageBody}).encode()
         headers = {

@@ -14,7 +14,6 @@ from __future__ import annotations
 __all__ = ["BATCH_SIZE", "EnqueueTally", "Enqueuer", "QueueUnusable", "sqs_client_for"]
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from backorigin.errors import BackoriginError
 from backorigin.prewarm.keys_file import KeyWriter
-from backorigin.transfer.job import CopyJob
+from backorigin.transfer.job import CopyJob, queue_region
 
 log = logging.getLogger("backorigin.prewarm")
 
@@ -57,15 +56,11 @@ def _fatal(exc: ClientError) -> bool:
     return 400 <= status < 500 and status != 429 and error.get("Code") not in _THROTTLING
 
 
-_AWS_SQS_HOST = re.compile(r"^sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-_LEGACY_SQS_HOST = re.compile(r"^([a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?$")
-
-
 def sqs_client_for(queue_url: str, concurrency: int = 16) -> Any:
     """A boto3 SQS client for the queue at ``queue_url``.
 
-    Its region is read from the URL (``sqs.REGION.amazonaws.com`` and the legacy
-    ``REGION.queue.amazonaws.com``), else the usual chain (``AWS_REGION``, the profile); a
+    Its region is the one the URL names (:func:`~backorigin.transfer.job.queue_region`, as
+    for the edge function's sender), else the usual chain (``AWS_REGION``, the profile); a
     host outside AWS (ElasticMQ, moto) becomes the endpoint. Retries use botocore's standard
     mode, and the pool holds a connection per batch call in flight.
 
@@ -77,10 +72,8 @@ def sqs_client_for(queue_url: str, concurrency: int = 16) -> Any:
     from botocore.config import Config as BotoConfig
 
     parts = urlsplit(queue_url)
-    host = parts.hostname or ""
-    match = _AWS_SQS_HOST.match(host) or _LEGACY_SQS_HOST.match(host)
-    aws = host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
-    region = match.group(1) if match else boto3.session.Session().region_name
+    aws = (parts.hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    region = queue_region(queue_url) or boto3.session.Session().region_name
     if region is None and not aws:
         region = "us-east-1"  # a local SQS (moto, ElasticMQ) ignores it, but signing needs one
     return boto3.client(

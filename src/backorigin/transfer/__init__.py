@@ -10,7 +10,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at a cold start
 if TYPE_CHECKING:
     from backorigin.transfer.engine import CopyEngine, IntegrityError
-    from backorigin.transfer.job import CopyJob, MalformedJob
+    from backorigin.transfer.job import CopyJob, MalformedJob, queue_region
     from backorigin.transfer.outcome import CopyOutcome, CopyResult
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "CopyResult",
     "IntegrityError",
     "MalformedJob",
+    "queue_region",
 ]
 
 _HOMES = {
@@ -27,6 +28,7 @@ _HOMES = {
     "IntegrityError": "engine",
     "CopyJob": "job",
     "MalformedJob": "job",
+    "queue_region": "job",
     "CopyOutcome": "outcome",
     "CopyResult": "outcome",
 }

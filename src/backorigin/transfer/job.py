@@ -1,5 +1,6 @@
 """The copy job: one message on the copy queue, as the edge function, prewarm and reconcile
-write it and the fetcher reads it.
+write it and the fetcher reads it; and the region a copy queue's URL names, which every
+sender signs its requests for.
 
 The body is JSON: ``{"key": KEY}``, or ``{"key": KEY, "replace": ETAG}`` for a refresh (the
 fetcher then replaces exactly the stale copy with that ETag). Every sender writes it with
@@ -13,7 +14,7 @@ engine, pydantic or an SDK.
 
 from __future__ import annotations
 
-__all__ = ["CopyJob", "MalformedJob"]
+__all__ = ["CopyJob", "MalformedJob", "queue_region"]
 
 import json
 
@@ -104,6 +105,31 @@ class CopyJob:
 
     def __repr__(self) -> str:
         return f"CopyJob(key={self.key!r}, replace={self.replace!r})"
+
+
+def queue_region(queue_url: str) -> str | None:
+    """The AWS region an SQS queue URL names, or None for a queue outside AWS (moto, ElasticMQ).
+
+    Queue URLs name their region in the host: ``https://sqs.eu-west-1.amazonaws.com/…``, the
+    legacy ``https://eu-west-1.queue.amazonaws.com/…``, and both under ``amazonaws.com.cn``.
+
+    Example:
+        >>> queue_region("https://sqs.eu-west-1.amazonaws.com/123456789012/copies")
+        'eu-west-1'
+        >>> queue_region("http://127.0.0.1:9324/000000000000/copies") is None
+        True
+    """
+    from urllib.parse import urlsplit  # loaded on the edge's miss path already
+
+    host = (urlsplit(queue_url).hostname or "").lower()
+    for suffix in (".amazonaws.com", ".amazonaws.com.cn"):
+        if host.endswith(suffix):
+            labels = host[: -len(suffix)].split(".")
+            if len(labels) == 2 and labels[0] == "sqs" and labels[1]:
+                return labels[1]
+            if len(labels) == 2 and labels[1] == "queue" and labels[0]:
+                return labels[0]
+    return None
 
 
 def _kind(value: object) -> str:
