@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +23,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from reconcile_helpers import Legacy, Setup, gcs_origin, make_setup
 
+from backorigin.bundling import bundle
 from backorigin.prewarm.scheduled import RECONCILER_METRICS, SAFETY_SECONDS, make_reconciler
 from backorigin.transfer import CopyOutcome
 
@@ -166,3 +170,47 @@ def test_a_walk_past_the_deadline_stops_and_says_so(
     assert result["last_key"] in {"site/a.txt", "site/b.txt", "site/c.txt", "site/d.txt"}
     assert json.loads(lines[0])["ReconcileUnfinished"] == 1
     assert {"key": "site/d.txt"} not in drain(queue)  # stopped before its copy was decided
+
+
+ENTRY = """
+import json, sys
+sys.path.insert(0, BUNDLE)
+from backorigin.prewarm import scheduled
+assert scheduled.__file__.startswith(BUNDLE), scheduled.__file__
+result = scheduled.reconciler({"prefix": "site/"}, None)
+print(json.dumps({"finished": result["finished"], "queue_url": result["queue_url"]}))
+"""
+
+
+def test_the_bundled_entry_reads_the_baked_config_and_its_environment(
+    legacy: Legacy,
+    setup: Setup,
+    queue: SimpleNamespace,
+    sqs_server: str,
+    s3_credentials: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The Lambda handler as deployed: a fetcher bundle with prewarm, run in a clean process."""
+    prepare(legacy, setup)
+    # Dependencies come from this interpreter's site-packages, not a Lambda platform install.
+    target = bundle(
+        setup.config, tmp_path / "bundle", role="fetcher", include=("prewarm",), install=False
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        **s3_credentials,
+        "AWS_ENDPOINT_URL_SQS": sqs_server,
+        "BACKORIGIN_QUEUE_URL": queue.url,
+        "BACKORIGIN_DELETES": "keep",
+    }
+    header = f"BUNDLE = {str(target)!r}\n"
+    result = subprocess.run(
+        [sys.executable, "-c", header + ENTRY], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    *printed, last = result.stdout.splitlines()
+    assert json.loads(last) == {"finished": True, "queue_url": queue.url}
+    emf = json.loads(printed[0])
+    assert emf["ReconcileJobsEnqueued"] == 2  # d copied, b refreshed; c kept
+    assert emf["ReconcileDeleted"] == 0
+    assert sorted(str(job["key"]) for job in drain(queue)) == ["site/b.txt", "site/d.txt"]
