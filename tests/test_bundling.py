@@ -13,13 +13,13 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from backorigin.adapters import ObjectStream, OriginAdapter, register_adapter
+from backorigin.adapters import OriginAdapter, RawGet, register_adapter
 from backorigin.bundling import BundleError, bundle, deployment_needs, requirements_for
 from backorigin.config import OriginConfig, load_config
 from backorigin.types import (
-    ByteRange,
     DeploymentNeeds,
     FunctionRole,
+    GetOptions,
     IamStatement,
     ObjectInfo,
     OriginSpec,
@@ -226,9 +226,7 @@ class TileAdapter(OriginAdapter[TileOrigin]):
     def head(self, key: str) -> ObjectInfo:
         raise NotImplementedError
 
-    def read(
-        self, key: str, range: ByteRange | None = None, version: str | None = None
-    ) -> ObjectStream:
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
         raise NotImplementedError
 
     def cloudfront_origin(self) -> OriginSpec:

@@ -43,8 +43,8 @@ class FtpAdapter(OriginAdapter[FtpOrigin]):
     def head(self, key: str) -> ObjectInfo:
         return ObjectInfo(key=key, size=0)
 
-    def read(self, key, range=None, version=None) -> Iterator[bytes]:
-        return iter([b""])
+    def get_once(self, key, options):
+        raise NotImplementedError
 
     def cloudfront_origin(self) -> OriginSpec:
         return OriginSpec(domain=self.config.host)

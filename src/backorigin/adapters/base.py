@@ -163,6 +163,7 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
             ObjectNotFound, PermissionDenied, Unauthenticated, TransientOriginError.
         """
 
+    @abc.abstractmethod
     def get_once(self, key: str, options: GetOptions) -> RawGet:
         """The read primitive: send one GET for ``options.range`` of ``key``, pinned.
 
@@ -185,7 +186,6 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
             ObjectNotFound, PreconditionFailed, InvalidRange, PermissionDenied,
             Unauthenticated, TransientOriginError, InvalidKey.
         """
-        raise NotSupported(f"origin {self.name!r} ({self.config.type}) has no get_once")
 
     def get(
         self,

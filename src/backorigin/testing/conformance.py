@@ -29,20 +29,23 @@ import gzip
 import hashlib
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar, Literal, Protocol, TypedDict, Unpack
 
 import pytest
 
 from backorigin.adapters.base import ObjectStream, OriginAdapter
+from backorigin.adapters.read import GetResult, RawGet
 from backorigin.errors import (
     InvalidKey,
     InvalidRange,
     NotSupported,
     ObjectNotFound,
     PreconditionFailed,
+    TransientOriginError,
 )
-from backorigin.types import ByteRange, ObjectInfo, OriginSpec
+from backorigin.types import ByteRange, GetOptions, ObjectInfo, OriginSpec
 
 Capability = Literal[True] | str
 """``True`` when a backend supports something, else the reason it does not."""
@@ -130,6 +133,59 @@ _KEYS = [
     "semi;colon=equals&amp'quote.txt",
     "tilde~(parens)!*.txt",
 ]
+# Every field of ObjectInfo a GET must state exactly as HEAD does.
+_GET_LIKE_HEAD = (
+    "key",
+    "size",
+    "etag",
+    "version",
+    "last_modified",
+    "content_type",
+    "content_encoding",
+    "cache_control",
+    "content_disposition",
+    "content_language",
+    "expires",
+    "metadata",
+    "checksums",
+)
+
+
+class _DroppedBody:
+    """A body that fails like a dropped connection once ``allowed`` bytes went through."""
+
+    def __init__(self, raw: RawGet, allowed: int) -> None:
+        self._body = raw.body
+        self._allowed = allowed
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self._allowed <= 0:
+            raise TransientOriginError("the connection dropped (planted by the test)")
+        count = self._body.readinto(buffer[: self._allowed])
+        self._allowed -= count
+        return count
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def _dropping_get(
+    adapter: OriginAdapter[Any], key: str, after: int, calls: list[GetOptions]
+) -> Callable[[GetOptions], RawGet]:
+    """The adapter's primitive for ``key``, whose first answer drops after ``after`` bytes."""
+
+    def get_once(options: GetOptions) -> RawGet:
+        calls.append(options)
+        raw = adapter.get_once(key, options)
+        return replace(raw, body=_DroppedBody(raw, after)) if len(calls) == 1 else raw
+
+    return get_once
+
+
+def _no_pause(seconds: float) -> None:
+    del seconds
+
+
 _BAD_KEYS = ["../escape", "a/../../b", "./a", "a/./b", "a/..", "back\\slash", "nul\x00"]
 
 
@@ -387,6 +443,113 @@ class AdapterConformance:
         assert current != version
         assert self.read_all(origin.adapter, ns + "object.bin", version=current) == new
         assert self.read_all(origin.adapter, ns + "object.bin") == new
+
+    # --- the read contract: get_once → GetResult ------------------------------------------------
+
+    def test_readinto_fills_the_callers_buffer(self, origin: OriginUnderTest, ns: str) -> None:
+        data = payload(self.large_size, "readinto")
+        origin.put(ns + "large.bin", data)
+        window = ByteRange.bounded(100, self.large_size - 100)
+        buffer = bytearray(self.large_size - 200)
+        view = memoryview(buffer)
+        with origin.adapter.get(ns + "large.bin", GetOptions(range=window)) as result:
+            assert isinstance(result, GetResult)
+            assert result.range == (100, self.large_size - 100)
+            filled = 0
+            while filled < len(buffer):
+                count = result.readinto(view[filled:])
+                assert count > 0, "readinto returned 0 before the window's end"
+                filled += count
+            assert result.readinto(bytearray(10)) == 0
+        assert buffer == data[100:-100]
+
+    @pytest.mark.parametrize(
+        ("byte_range", "expected"),
+        [pytest.param(r, s, id=name) for name, r, s in _RANGES],
+    )
+    def test_the_range_served_is_stated(
+        self, origin: OriginUnderTest, ns: str, byte_range: ByteRange, expected: slice
+    ) -> None:
+        origin.put(ns + "object.bin", payload(_SIZE, "served"))
+        start, stop, _ = expected.indices(_SIZE)
+        with origin.adapter.get(ns + "object.bin", GetOptions(range=byte_range)) as result:
+            assert result.range == (start, stop)
+            assert result.size == stop - start
+            assert result.info.size == _SIZE
+
+    def test_get_states_what_head_states(self, origin: OriginUnderTest, ns: str) -> None:
+        meta: ObjectMeta = {}
+        if self.supports_standard_metadata is True:
+            meta["content_type"] = "text/plain"
+            meta["cache_control"] = "max-age=60"
+        if self.supports_user_metadata is True:
+            meta["metadata"] = {"color": "Blue"}
+        origin.put(ns + "object.bin", payload(_SIZE, "get-head"), **meta)
+        head = origin.adapter.head(ns + "object.bin")
+        with origin.adapter.get(ns + "object.bin") as whole:
+            got = whole.info
+        for name in _GET_LIKE_HEAD:
+            assert getattr(got, name) == getattr(head, name), f"GET and HEAD differ in {name}"
+        # A ranged answer describes the whole object too (its checksums may be left out).
+        ranged = GetOptions(range=ByteRange.bounded(10, 20))
+        with origin.adapter.get(ns + "object.bin", ranged) as part:
+            for name in _GET_LIKE_HEAD:
+                if name != "checksums":
+                    assert getattr(part.info, name) == getattr(head, name), name
+
+    def test_a_get_pinned_to_a_replaced_object_fails(
+        self, origin: OriginUnderTest, ns: str
+    ) -> None:
+        self.require("supports_versions")
+        old, new = payload(_SIZE, "pin-old"), payload(_SIZE, "pin-new")  # same size
+        origin.put(ns + "object.bin", old)
+        pin = origin.adapter.head(ns + "object.bin")
+        origin.replace(ns + "object.bin", new)
+        for window in (None, ByteRange.bounded(0, 10), ByteRange.suffix(10)):
+            with pytest.raises(PreconditionFailed):
+                origin.adapter.get(ns + "object.bin", GetOptions(range=window, pin=pin))
+        # And the primitive itself refuses it, or states another version.
+        try:
+            raw = origin.adapter.get_once(ns + "object.bin", GetOptions(pin=pin))
+        except PreconditionFailed:
+            return
+        raw.body.close()
+        assert (raw.info.version, raw.info.etag) != (pin.version, pin.etag)
+
+    def test_a_dropped_body_resumes_from_its_first_missing_byte(
+        self, origin: OriginUnderTest, ns: str
+    ) -> None:
+        data = payload(_SIZE * 20, "resume")
+        origin.put(ns + "object.bin", data)
+        calls: list[GetOptions] = []
+        get_once = _dropping_get(origin.adapter, ns + "object.bin", 7_000, calls)
+        window = ByteRange.bounded(1_000, 15_000)
+        options = GetOptions(range=window)
+        with GetResult(get_once, options, "conformance", sleep=_no_pause) as result:
+            assert result.readall() == data[1_000:15_000]
+            assert result.resumes == 1
+        assert len(calls) == 2
+        resumed = calls[1]
+        assert resumed.range == ByteRange.bounded(8_000, 15_000)
+        assert resumed.pin is not None  # pinned to what the first answer described
+        assert resumed.pin.size == len(data)
+
+    def test_a_resume_after_a_replacement_fails(self, origin: OriginUnderTest, ns: str) -> None:
+        self.require("supports_versions")
+        old = payload(_SIZE * 20, "resume-old")
+        origin.put(ns + "object.bin", old)
+        calls: list[GetOptions] = []
+        get_once = _dropping_get(origin.adapter, ns + "object.bin", 5_000, calls)
+        with GetResult(get_once, GetOptions(), "conformance", sleep=_no_pause) as result:
+            buffer = bytearray(len(old))
+            view = memoryview(buffer)
+            filled = 0
+            while filled < 5_000:
+                filled += result.readinto(view[filled:5_000])
+            origin.replace(ns + "object.bin", payload(_SIZE * 20, "resume-new"))
+            with pytest.raises(PreconditionFailed):
+                result.readinto(view[filled:])
+        assert buffer[:5_000] == old[:5_000]
 
     # --- listing -------------------------------------------------------------------------------
 

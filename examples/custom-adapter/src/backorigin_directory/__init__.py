@@ -5,23 +5,23 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from backorigin.adapters import ObjectStream, OriginAdapter, extra_requirements
+from backorigin.adapters import OriginAdapter, RawGet, extra_requirements
 from backorigin.config import OriginConfig, SecretRef
 from backorigin.config.origins import AuthMode
-from backorigin.errors import NotSupported, ObjectNotFound, PreconditionFailed
+from backorigin.errors import NotSupported, ObjectNotFound
 from backorigin.keys import validate_key
 from backorigin.types import (
-    ByteRange,
     DeploymentNeeds,
     FunctionRole,
+    GetOptions,
     IamStatement,
     ObjectInfo,
     OriginRequest,
@@ -30,7 +30,6 @@ from backorigin.types import (
 
 __all__ = ["DirectoryAdapter", "DirectoryJwtAuth", "DirectoryNoAuth", "DirectoryOrigin"]
 
-_CHUNK = 1024 * 1024
 DISTRIBUTION = "backorigin-directory"
 """This package's distribution name: its ``edge`` extra lists what the edge function needs."""
 
@@ -138,34 +137,26 @@ class DirectoryAdapter(OriginAdapter[DirectoryOrigin]):
             raise ObjectNotFound(f"{key!r} is not a file")
         return self._info(key, stat)
 
-    def read(
-        self, key: str, range: ByteRange | None = None, version: str | None = None
-    ) -> ObjectStream:
+    def get_once(self, key: str, options: GetOptions) -> RawGet:
+        # The one read primitive: open the file, say what it is and which bytes follow.
+        # backorigin checks the pin against `info`, cuts and checks the window, and resumes.
         path = self._path(key)
         try:
             handle = path.open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise ObjectNotFound(f"{key!r} is not in {self.config.root}") from exc
         try:
-            stat = os.fstat(handle.fileno())
-            if version is not None and _token(stat) != version:
-                raise PreconditionFailed(f"{key!r} changed since version {version}")
-            start, stop = range.resolve(stat.st_size) if range else (0, stat.st_size)
+            info = self._info(key, os.fstat(handle.fileno()))  # this very file, not the path
+            if options.range is None:
+                start, stop, served = 0, info.size, None
+            else:
+                start, stop = options.range.resolve(info.size)
+                served = (start, stop)
             handle.seek(start)
         except BaseException:
             handle.close()
             raise
-        return self._stream(handle, stop - start)
-
-    @staticmethod
-    def _stream(handle: object, remaining: int) -> Generator[bytes]:
-        with handle:  # type: ignore[attr-defined]
-            while remaining > 0:
-                chunk = handle.read(min(_CHUNK, remaining))  # type: ignore[attr-defined]
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-                yield chunk
+        return RawGet(body=_FileBody(handle, stop - start), info=info, served=served)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = Path(self.config.root).resolve()
@@ -204,3 +195,19 @@ class DirectoryAdapter(OriginAdapter[DirectoryOrigin]):
             protocol=protocol,
             port=parts.port or (443 if protocol == "https" else 80),
         )
+
+
+class _FileBody:
+    """The next ``remaining`` bytes of an open file."""
+
+    def __init__(self, handle: BinaryIO, remaining: int) -> None:
+        self._handle = handle
+        self._remaining = remaining
+
+    def readinto(self, buffer: memoryview) -> int:
+        count = self._handle.readinto(buffer[: self._remaining]) if self._remaining else 0
+        self._remaining -= count
+        return count
+
+    def close(self) -> None:
+        self._handle.close()
