@@ -4,17 +4,21 @@ reserved key prefix. Each user asks the definition (checked on behaviour and on 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from backorigin import RESERVED_PREFIX
 from backorigin.bundling import edge_origin_name, edge_plan
 from backorigin.config import Config, load_config
 from backorigin.handlers.plan import EdgePlan
 from backorigin.keys import RESERVED_PREFIX as KEYS_RESERVED_PREFIX
 from backorigin.keys import Router
 from backorigin.prewarm.listing import viewer_keys
-from backorigin.types import RESERVED_PREFIX
+from backorigin.types import RESERVED_PREFIX as TYPES_RESERVED_PREFIX
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "backorigin"
 
@@ -64,8 +68,19 @@ def test_unrouted_keys_go_to_the_default_origin_everywhere() -> None:
 
 
 def test_the_reserved_prefix_is_defined_once() -> None:
-    assert KEYS_RESERVED_PREFIX is RESERVED_PREFIX
+    assert KEYS_RESERVED_PREFIX is RESERVED_PREFIX is TYPES_RESERVED_PREFIX
     assert RESERVED_PREFIX == ".backorigin/"
+
+
+def test_keys_stay_lean() -> None:
+    """The edge function's cold path imports keys: reading the prefix loads nothing more."""
+    code = "import sys, json, backorigin.keys; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    loaded = json.loads(out)
+    assert "backorigin.types" not in loaded
+    assert "typing" not in loaded
 
 
 def _sources() -> list[tuple[str, ast.Module]]:
@@ -105,7 +120,7 @@ def test_no_module_decides_the_default_origin_itself() -> None:
 def test_no_module_spells_the_reserved_prefix_itself() -> None:
     offenders = []
     for name, tree in _sources():
-        if name == "types.py":
+        if name == "__init__.py":
             continue
         skip = _docstrings(tree)
         for node in ast.walk(tree):

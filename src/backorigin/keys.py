@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from backorigin import RESERVED_PREFIX as RESERVED_PREFIX  # re-exported
 from backorigin.errors import InvalidKey, ObjectNotFound
-from backorigin.types import RESERVED_PREFIX as RESERVED_PREFIX  # re-exported
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:

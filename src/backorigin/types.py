@@ -29,14 +29,10 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Literal
 
+from backorigin import RESERVED_PREFIX as RESERVED_PREFIX  # re-exported for the construct
 from backorigin.errors import InvalidRange
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-RESERVED_PREFIX = ".backorigin/"
-"""Keys under this prefix (below the bucket prefix) belong to the copy engine: its leases and
-markers. Viewers cannot ask for them, copies never write there, and the deployment grants the
-fetcher its lease rights under it."""
 
 PROVENANCE_PREFIX = "backorigin-"
 """Prefix of the user-metadata names a copy records its provenance under."""
