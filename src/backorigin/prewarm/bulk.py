@@ -203,12 +203,14 @@ def prewarm(
     Raises:
         QueueUnusable: SQS refused a call as the sender's fault (no such queue, access denied):
             retrying cannot help. Jobs sent until then stay in the queue.
-        ValueError: ``concurrency`` is below 1, or ``dry_run`` and an engine were both given.
+        ValueError: ``concurrency`` is below 1.
 
     Example:
         >>> summary = prewarm(load_config("backorigin.yaml"), "images/")  # doctest: +SKIP
         >>> summary.ok, summary.tally.counts[CopyOutcome.COPIED]  # doctest: +SKIP
         (True, 1250)
+        >>> with open("keys.txt") as lines:  # doctest: +SKIP
+        ...     sent = prewarm(config, keys=read_keys(lines), queue_url=QUEUE_URL)
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
