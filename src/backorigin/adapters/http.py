@@ -509,18 +509,20 @@ def parse_checksums(headers: Mapping[str, str], *, whole_body: bool = True) -> C
     return Checksums(**found)
 
 
-def version_token(etag: str | None, last_modified: str | None, size: int) -> str | None:
-    """The version token of a response: a strong ETag as is, else Last-Modified and size.
+def version_token(etag: str | None, last_modified: str | None) -> str | None:
+    """The version token of a response: a strong ETag as is, else its Last-Modified.
 
     Weak ETags (``W/"…"``) cannot be used in ``If-Match``, so without a strong one the token
-    is ``lm:<HTTP-date>;size:<n>``; ``None`` when there is neither validator.
+    is the Last-Modified date (as an HTTP-date in GMT); ``None`` when there is neither
+    validator. The token is compared, never taken apart: a read is pinned with the
+    :class:`ObjectInfo` it came with (ETag, Last-Modified and size).
     """
     if etag and not etag.startswith("W/"):
         return etag
     moment = http_date(last_modified)
     if moment is None:
         return None
-    return f"lm:{format_datetime(moment.astimezone(UTC), usegmt=True)};size:{size}"
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
 def _int(value: str | None) -> int | None:
@@ -793,7 +795,7 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
                 lower = name.lower()
                 if lower.startswith(prefix) and len(lower) > len(prefix):
                     metadata[lower[len(prefix) :]] = headers[name]
-        version = version_token(etag, last_modified, size)
+        version = version_token(etag, last_modified)
         return ObjectInfo(
             key=key,
             size=size,
