@@ -1,4 +1,7 @@
-"""``backorigin prewarm``: copy a whole key set into S3, locally or through the copy queue."""
+"""``backorigin prewarm``: copy a whole key set into S3, locally or through the copy queue.
+
+Arguments, progress and the summary only: the run itself is :func:`backorigin.prewarm.prewarm`.
+"""
 
 from __future__ import annotations
 
@@ -102,6 +105,8 @@ def prewarm(
 
     With --queue-url the jobs are sent to the copy queue in batches of ten instead, for the
     deployed fetchers to copy; keys that could not be sent go to --failed-out.
+
+    From Python, the same run is backorigin.prewarm.prewarm(config, prefix, keys=...).
     """
     from backorigin.prewarm import count_keys, read_keys
 
