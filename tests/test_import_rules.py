@@ -16,6 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "backorigin"
 # package). Mirrors the module table of the architecture notes.
 RANK = {
     "errors": 0,
+    "cloudfront_rules": 0,
     "types": 1,
     "plugins": 1,
     "config": 2,

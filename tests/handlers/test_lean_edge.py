@@ -1,8 +1,9 @@
 """The bundled edge function's cold paths load only what they need (checked in sys.modules).
 
-A request to the S3 primary loads no pydantic, YAML, config models or SDK; a miss on an origin
-reached without signing routes from the baked plan and sends its copy job to SQS (moto's
-server) without boto3; only an origin that signs loads the config models.
+A request to the S3 primary loads no pydantic, YAML, config models, CloudFront rules or SDK; a
+miss on an origin reached without signing routes from the baked plan and sends its copy job to
+SQS (moto's server) without boto3; only an origin that signs loads the config models (and the
+rules on which headers it must leave alone).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from backorigin.handlers import lambda_entry
 
 def loaded():
     return sorted(m for m in sys.modules if m.split(".")[0] in HEAVY
-                  or m.startswith(("backorigin.config", "backorigin.adapters")))
+                  or m.startswith(("backorigin.config", "backorigin.adapters",
+                                   "backorigin.cloudfront_rules")))
 
 def event(name, **changes):
     evt = json.load(open(EVENTS + "/" + name + ".json"))

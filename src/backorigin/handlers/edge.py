@@ -71,20 +71,6 @@ EDGE_METRICS = ("ServedFromOrigin", "CopiesEnqueued", "EnqueueFailures", "Refuse
 responses of the legacy origin passed to viewers, copy jobs sent, copy jobs that could not be
 sent, and viewer keys refused as invalid (a 400 made at the edge)."""
 _DROPPED_HEADERS = ("authorization", "cookie")
-# Headers an origin-request trigger may not add, change or remove (CloudFront rejects the
-# result, which the viewer would see as a 502).
-_READ_ONLY_HEADERS = frozenset(
-    {
-        "accept-encoding",
-        "content-length",
-        "if-modified-since",
-        "if-none-match",
-        "if-range",
-        "if-unmodified-since",
-        "transfer-encoding",
-        "via",
-    }
-)
 
 
 def _account_of(context: Any) -> str | None:
@@ -278,6 +264,8 @@ class EdgeHandler:
     def _sign(
         record: CloudFrontRecord, adapter: OriginAdapter[Any], uri: str, querystring: str
     ) -> None:
+        # Here, not at the top: the primary path and the lean miss path never load the rules.
+        from backorigin.cloudfront_rules import READ_ONLY_ORIGIN_REQUEST
         from backorigin.types import OriginRequest
 
         headers = record.request_headers
@@ -293,10 +281,10 @@ class EdgeHandler:
         # The signed set is authoritative: sign() may also remove headers (a viewer's own
         # credentials), except those CloudFront does not let an origin-request trigger touch.
         for name, _ in list(headers.items()):
-            if name not in signed.headers and name not in _READ_ONLY_HEADERS:
+            if name not in signed.headers and name not in READ_ONLY_ORIGIN_REQUEST:
                 headers.remove(name)
         for name, value in signed.headers.items():
-            if headers.get(name) != value and name not in _READ_ONLY_HEADERS:
+            if headers.get(name) != value and name not in READ_ONLY_ORIGIN_REQUEST:
                 headers.set(name, value)
 
     # --- origin-response -----------------------------------------------------------------------
