@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from backorigin.cloudfront_rules import DISALLOWED_HEADERS, READ_ONLY_ORIGIN_REQUEST
 from backorigin.config import Problem, deployability_problems, load_config
-from backorigin.config.deploy import (
-    CLOUDFRONT_DISALLOWED_HEADERS,
-    CLOUDFRONT_READ_ONLY_ORIGIN_REQUEST_HEADERS,
-)
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*/backorigin.yaml"))
 BUCKET = "bucket: {name: media-new, region: eu-west-1}\n"
@@ -94,12 +91,12 @@ def test_header_names_of_headers_auth(header: str, kind: str | None) -> None:
 
 def test_the_lists_are_cloudfronts() -> None:
     """A few names from each list of CloudFront's "Restrictions on edge functions" page."""
-    assert {"x-accel-redirect", "x-amzn-requestid", "keep-alive"} <= CLOUDFRONT_DISALLOWED_HEADERS
+    assert {"x-accel-redirect", "x-amzn-requestid", "keep-alive"} <= DISALLOWED_HEADERS
     assert {
         "if-none-match",
         "accept-encoding",
         "via",
-    } <= CLOUDFRONT_READ_ONLY_ORIGIN_REQUEST_HEADERS
+    } <= READ_ONLY_ORIGIN_REQUEST
 
 
 def test_only_origins_cloudfront_reaches_are_checked() -> None:

@@ -8,85 +8,32 @@ origins, or the first origin without routes; a route's ``fallback`` origins are 
 the fetcher, so CloudFront never connects to them). The CDK construct calls it at synth and
 ``backorigin validate`` reports it.
 
-Sources (Amazon CloudFront Developer Guide):
-
-* "Lambda@Edge event structure", origin-request ``origin.custom``
-  (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/lambda-event-structure.html):
-  the domain name "can't include a colon (:), and can't be an IP address", at most 253
-  characters; the port "must be 80, 443, or a number in the range of 1024-65535".
-* "Restrictions on edge functions", HTTP headers
-  (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/edge-functions-restrictions.html):
-  the disallowed headers a function can't add, and the headers read-only in origin-request
-  events; adding either fails CloudFront's validation with a 502.
+CloudFront's rules (an origin's domain name and port; the headers an edge function may not add
+or change) and the pages that state them are :mod:`backorigin.cloudfront_rules`, which the edge
+function and the local CloudFront stand-in read too.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "CLOUDFRONT_DISALLOWED_HEADERS",
-    "CLOUDFRONT_DISALLOWED_PREFIXES",
-    "CLOUDFRONT_ORIGIN_PORTS",
-    "CLOUDFRONT_READ_ONLY_ORIGIN_REQUEST_HEADERS",
     "Problem",
     "deployability_problems",
     "edge_origin_roles",
 ]
 
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from backorigin.cloudfront_rules import (
+    MAX_CUSTOM_ORIGIN_DOMAIN,
+    ORIGIN_PORTS,
+    READ_ONLY_ORIGIN_REQUEST,
+    is_disallowed,
+    is_ip_literal,
+    port_allowed,
+)
 from backorigin.config.models import Config
 from backorigin.config.origins import HttpHeadersAuth, OriginConfig
-
-CLOUDFRONT_DISALLOWED_HEADERS = frozenset(
-    {
-        "connection",
-        "expect",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "trailer",
-        "upgrade",
-        "x-accel-buffering",
-        "x-accel-charset",
-        "x-accel-limit-rate",
-        "x-accel-redirect",
-        "x-amzn-auth",
-        "x-amzn-cf-billing",
-        "x-amzn-cf-id",
-        "x-amzn-cf-xff",
-        "x-amzn-errortype",
-        "x-amzn-fle-profile",
-        "x-amzn-header-count",
-        "x-amzn-header-order",
-        "x-amzn-lambda-integration-tag",
-        "x-amzn-requestid",
-        "x-cache",
-        "x-forwarded-proto",
-        "x-real-ip",
-    }
-)
-"""Headers an edge function can't add (lower case); CloudFront answers 502 if it does."""
-CLOUDFRONT_DISALLOWED_PREFIXES = ("x-amz-cf-", "x-edge-")
-"""Prefixes of disallowed headers (``X-Amz-Cf-*``, ``X-Edge-*``)."""
-CLOUDFRONT_READ_ONLY_ORIGIN_REQUEST_HEADERS = frozenset(
-    {
-        "accept-encoding",
-        "content-length",
-        "if-modified-since",
-        "if-none-match",
-        "if-range",
-        "if-unmodified-since",
-        "transfer-encoding",
-        "via",
-    }
-)
-"""Headers an origin-request function can read but not add or change (lower case)."""
-CLOUDFRONT_ORIGIN_PORTS = "80, 443 or 1024-65535"
-"""The ports a custom origin may use, as CloudFront's guide states them."""
-_MAX_DOMAIN = 253
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,21 +64,14 @@ def edge_origin_roles(config: Config) -> dict[str, str]:
     return config.edge_origin_roles()
 
 
-def _port_allowed(port: int) -> bool:
-    return port in (80, 443) or 1024 <= port <= 65535
-
-
 def _header_problem(name: str) -> str | None:
-    lowered = name.lower()
-    if lowered in CLOUDFRONT_DISALLOWED_HEADERS or lowered.startswith(
-        CLOUDFRONT_DISALLOWED_PREFIXES
-    ):
+    if is_disallowed(name):
         return (
             f"not deployable: CloudFront does not let an edge function add the header "
             f"{name!r} (a disallowed header), and answers 502 when one does; send the value "
             "under another header name"
         )
-    if lowered in CLOUDFRONT_READ_ONLY_ORIGIN_REQUEST_HEADERS:
+    if name.lower() in READ_ONLY_ORIGIN_REQUEST:
         return (
             f"not deployable: {name!r} is read-only in origin-request events, so CloudFront "
             "answers 502 when the edge function sets it; send the value under another header "
@@ -144,26 +84,7 @@ def _url_problems(path: str, url: str) -> list[Problem]:
     parts = urlsplit(url)
     host = parts.hostname or ""
     problems: list[Problem] = []
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost" or host.endswith(".localhost"):
-            problems.append(
-                Problem(
-                    path,
-                    f"not deployable: CloudFront cannot reach {host!r}, a name for the "
-                    "machine itself; give the origin's public DNS name",
-                )
-            )
-        elif len(host) > _MAX_DOMAIN:
-            problems.append(
-                Problem(
-                    path,
-                    f"not deployable: a CloudFront origin's domain name is at most "
-                    f"{_MAX_DOMAIN} characters",
-                )
-            )
-    else:
+    if is_ip_literal(host):
         problems.append(
             Problem(
                 path,
@@ -171,16 +92,32 @@ def _url_problems(path: str, url: str) -> list[Problem]:
                 f"origin's domain name can't be an IP address ({host}); give it a DNS name",
             )
         )
+    elif host == "localhost" or host.endswith(".localhost"):
+        problems.append(
+            Problem(
+                path,
+                f"not deployable: CloudFront cannot reach {host!r}, a name for the "
+                "machine itself; give the origin's public DNS name",
+            )
+        )
+    elif len(host) > MAX_CUSTOM_ORIGIN_DOMAIN:
+        problems.append(
+            Problem(
+                path,
+                f"not deployable: a CloudFront origin's domain name is at most "
+                f"{MAX_CUSTOM_ORIGIN_DOMAIN} characters",
+            )
+        )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return problems  # an invalid port is refused when the config is loaded
-    if not _port_allowed(port):
+    if not port_allowed(port):
         problems.append(
             Problem(
                 path,
                 f"not deployable: CloudFront connects to custom origins on ports "
-                f"{CLOUDFRONT_ORIGIN_PORTS} only, not {port}",
+                f"{ORIGIN_PORTS} only, not {port}",
             )
         )
     return problems

@@ -4,7 +4,8 @@ Two halves: the headers CloudFront adds to an origin request after the origin-re
 trigger ran (:func:`add_origin_request_headers`), and the checks it applies to a trigger's
 result before using it (:func:`check_origin_request`, :func:`check_origin_response`); a
 result that breaks one is answered with a 502, and each :class:`Violation` names the rule and
-the AWS page that states it.
+the AWS page that states it. The rules themselves, with their sources, are
+:mod:`backorigin.cloudfront_rules`, which config validation and the edge function read too.
 
 Standard library only, so tests and tools can send a request exactly as CloudFront would
 without loading the local server (aiohttp) or an AWS SDK.
@@ -36,9 +37,31 @@ __all__ = [
 import base64
 import binascii
 import copy
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
+
+from backorigin.cloudfront_rules import (
+    CUSTOM_HEADER_DENYLIST,
+    CUSTOM_HEADER_PREFIXES,
+    CUSTOM_HEADERS,
+    DISALLOWED_HEADERS,
+    EVENT_STRUCTURE,
+    GENERATED,
+    MAX_CUSTOM_ORIGIN_DOMAIN,
+    MAX_S3_ORIGIN_DOMAIN,
+    ORIGIN_EVENT_RESPONSE_LIMIT,
+    ORIGIN_PORTS,
+    QUOTAS,
+    READ_ONLY_ORIGIN_REQUEST,
+    READ_ONLY_ORIGIN_RESPONSE,
+    RESTRICTIONS,
+    UPDATED,
+    URI_LIMIT,
+    is_disallowed,
+    is_ip_literal,
+    is_loopback,
+    port_allowed,
+)
 
 CLOUDFRONT_USER_AGENT = "Amazon CloudFront"
 """The ``User-Agent`` CloudFront sends to an origin when the cache key does not include it."""
@@ -114,105 +137,6 @@ def add_origin_request_headers(
 
 # --- the checks CloudFront applies to a Lambda@Edge result ----------------------------------
 
-_GUIDE = "https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/"
-RESTRICTIONS = f"Restrictions on edge functions ({_GUIDE}edge-functions-restrictions.html)"
-EVENT_STRUCTURE = f"Lambda@Edge event structure ({_GUIDE}lambda-event-structure.html)"
-CUSTOM_HEADERS = (
-    "Custom headers that CloudFront can't add to origin requests "
-    f"({_GUIDE}add-origin-custom-headers.html)"
-)
-GENERATED = (
-    "Generating HTTP responses in request triggers "
-    f"({_GUIDE}lambda-generating-http-responses-in-requests.html)"
-)
-UPDATED = (
-    "Updating HTTP responses in origin response triggers "
-    f"({_GUIDE}lambda-updating-http-responses.html)"
-)
-QUOTAS = f"Quotas on Lambda@Edge ({_GUIDE}cloudfront-limits.html#limits-lambda-at-edge)"
-
-DISALLOWED_HEADERS = frozenset(
-    {
-        "connection",
-        "expect",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "trailer",
-        "upgrade",
-        "x-accel-buffering",
-        "x-accel-charset",
-        "x-accel-limit-rate",
-        "x-accel-redirect",
-        "x-amzn-auth",
-        "x-amzn-cf-billing",
-        "x-amzn-cf-id",
-        "x-amzn-cf-xff",
-        "x-amzn-errortype",
-        "x-amzn-fle-profile",
-        "x-amzn-header-count",
-        "x-amzn-header-order",
-        "x-amzn-lambda-integration-tag",
-        "x-amzn-requestid",
-        "x-cache",
-        "x-forwarded-proto",
-        "x-real-ip",
-    }
-)
-"""Headers no edge function sees or may add ("Disallowed headers"), besides the prefixes."""
-DISALLOWED_PREFIXES = ("x-amz-cf-", "x-edge-")
-
-READ_ONLY_ORIGIN_REQUEST = frozenset(
-    {
-        "accept-encoding",
-        "content-length",
-        "if-modified-since",
-        "if-none-match",
-        "if-range",
-        "if-unmodified-since",
-        "transfer-encoding",
-        "via",
-    }
-)
-"""Headers an origin-request function may read but not add, change or remove."""
-READ_ONLY_ORIGIN_RESPONSE = frozenset({"transfer-encoding", "via"})
-"""Headers an origin-response function may read but not add, change or remove."""
-
-CUSTOM_HEADER_DENYLIST = frozenset(
-    {
-        "cache-control",
-        "connection",
-        "content-length",
-        "cookie",
-        "host",
-        "if-match",
-        "if-modified-since",
-        "if-none-match",
-        "if-range",
-        "if-unmodified-since",
-        "max-forwards",
-        "pragma",
-        "proxy-authorization",
-        "proxy-connection",
-        "range",
-        "request-range",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "via",
-        "x-real-ip",
-    }
-)
-"""Names an origin's custom headers may not have, besides ``X-Amz-*`` and ``X-Edge-*``."""
-CUSTOM_HEADER_PREFIXES = ("x-amz-", "x-edge-")
-
-ORIGIN_EVENT_RESPONSE_LIMIT = 1024 * 1024
-"""Size of a response an origin-facing function generates, headers and body (1 MB)."""
-URI_LIMIT = 8192
-"""The URI with its query string must be shorter than this many characters."""
-
 
 @dataclass(frozen=True, slots=True)
 class Violation:
@@ -230,31 +154,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"[{self.rule}] {self.detail} — {self.source}"
-
-
-def is_disallowed(name: str) -> bool:
-    """Whether ``name`` is a header no edge function may see or add."""
-    lowered = name.lower()
-    return lowered in DISALLOWED_HEADERS or lowered.startswith(DISALLOWED_PREFIXES)
-
-
-def is_ip_literal(host: str) -> bool:
-    """Whether ``host`` is an IPv4 or IPv6 address rather than a DNS name."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (``localhost`` or a loopback address)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _values(headers: Any) -> dict[str, list[str]]:
@@ -351,12 +250,12 @@ def _origin_checks(origin: Any, headers: Any, *, strict_origins: bool) -> list[V
     found: list[Violation] = []
     domain = str(spec.get("domainName") or "")
     if kind == "custom":
-        if not domain or ":" in domain or len(domain) > 253:
+        if not domain or ":" in domain or len(domain) > MAX_CUSTOM_ORIGIN_DOMAIN:
             found.append(
                 Violation(
                     "origin-domain",
-                    f"custom origin domainName {domain!r}: empty, longer than 253 characters "
-                    "or with a colon",
+                    f"custom origin domainName {domain!r}: empty, longer than "
+                    f"{MAX_CUSTOM_ORIGIN_DOMAIN} characters or with a colon",
                     EVENT_STRUCTURE,
                 )
             )
@@ -369,11 +268,11 @@ def _origin_checks(origin: Any, headers: Any, *, strict_origins: bool) -> list[V
                 )
             )
         port = spec.get("port")
-        if not isinstance(port, int) or not (port in (80, 443) or 1024 <= port <= 65535):
+        if not isinstance(port, int) or not port_allowed(port):
             found.append(
                 Violation(
                     "origin-port",
-                    f"custom origin port {port!r} is not 80, 443 or 1024-65535",
+                    f"custom origin port {port!r} is not {ORIGIN_PORTS}",
                     EVENT_STRUCTURE,
                 )
             )
@@ -395,12 +294,12 @@ def _origin_checks(origin: Any, headers: Any, *, strict_origins: bool) -> list[V
                         EVENT_STRUCTURE,
                     )
                 )
-    elif not domain or len(domain) > 128 or domain != domain.lower():
+    elif not domain or len(domain) > MAX_S3_ORIGIN_DOMAIN or domain != domain.lower():
         found.append(
             Violation(
                 "origin-domain",
-                f"S3 origin domainName {domain!r}: empty, longer than 128 characters or not "
-                "lower case",
+                f"S3 origin domainName {domain!r}: empty, longer than {MAX_S3_ORIGIN_DOMAIN} "
+                "characters or not lower case",
                 EVENT_STRUCTURE,
             )
         )
