@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "backorigin"
 RANK = {
     "errors": 0,
     "cloudfront_rules": 0,
+    "_servers": 0,
     "types": 1,
     "plugins": 1,
     "config": 2,

@@ -14,22 +14,17 @@ from __future__ import annotations
 
 __all__ = ["EmbeddedS3", "EmbeddedS3Error"]
 
-import contextlib
 import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from types import TracebackType
 
+from backorigin._servers import Service, free_port, stop_process_group, wait_until_answers
 from backorigin.errors import BackoriginError, MissingExtra
 
 _GRPC_OFFSET = 10000  # every SeaweedFS component also listens on its port + 10000 for gRPC
@@ -40,24 +35,14 @@ class EmbeddedS3Error(BackoriginError, RuntimeError):
     """The embedded S3 server could not be started; the message says why and what to do."""
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _free_port() -> int:
     """A free port on 127.0.0.1 whose gRPC companion (port + 10000) is free too."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + _GRPC_OFFSET < 65536 and _port_is_free(port + _GRPC_OFFSET):
-            return port
-    raise EmbeddedS3Error("the embedded S3 server found no free port pair on 127.0.0.1")
+    try:
+        return free_port(also_free_at=(_GRPC_OFFSET,))
+    except RuntimeError:
+        raise EmbeddedS3Error(
+            "the embedded S3 server found no free port pair on 127.0.0.1"
+        ) from None
 
 
 def _weed_binary() -> str:
@@ -68,7 +53,7 @@ def _weed_binary() -> str:
     return found
 
 
-class EmbeddedS3:
+class EmbeddedS3(Service):
     """SeaweedFS in ``mini`` mode on 127.0.0.1, started by :meth:`start`, stopped by :meth:`stop`.
 
     Use it as a context manager or call :meth:`start` and :meth:`stop` yourself.
@@ -139,23 +124,13 @@ class EmbeddedS3:
                 # stops the server properly, instead of killing it mid-write.
                 start_new_session=True,
             )
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self._log_tail()
-                self.stop()
-                raise EmbeddedS3Error(
-                    f"the embedded S3 server (SeaweedFS) exited at start:\n{tail}"
-                )
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=2):  # noqa: S310 - loopback
-                    return self
-            except urllib.error.HTTPError:
-                return self  # any HTTP answer means it is serving
-            except OSError:
-                time.sleep(0.1)
+        state = wait_until_answers(self.url + "/", self.process, self.ready_timeout)
+        if state == "ready":
+            return self
         tail = self._log_tail()
         self.stop()
+        if state == "exited":
+            raise EmbeddedS3Error(f"the embedded S3 server (SeaweedFS) exited at start:\n{tail}")
         raise EmbeddedS3Error(
             f"the embedded S3 server (SeaweedFS) did not answer within {self.ready_timeout:g}s:"
             f"\n{tail}"
@@ -167,16 +142,8 @@ class EmbeddedS3:
         SIGTERM first, so it can finish writing; SIGKILL once :attr:`stop_timeout` has passed.
         """
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
         if process is not None:
+            stop_process_group(process, self.stop_timeout)
             self._remove_stale_sockets()
         workdir, self.workdir = self.workdir, None
         if workdir is not None:
@@ -259,14 +226,3 @@ class EmbeddedS3:
         except (OSError, AssertionError):
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> EmbeddedS3:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -44,6 +44,7 @@ from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import ClientError
 from yarl import URL
 
+from backorigin._servers import Service
 from backorigin.config.models import Config
 from backorigin.config.secrets import SecretResolver
 from backorigin.config.units import format_size
@@ -154,7 +155,7 @@ class _Flight:
     size: int = 0
 
 
-class LocalCloudFront:
+class LocalCloudFront(Service):
     """The local server. Use :meth:`start` / :meth:`stop` (or ``with``) to run it in a thread.
 
     Args:
@@ -321,12 +322,6 @@ class LocalCloudFront:
 
     async def _status(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats().as_dict(), headers={"Cache-Control": "no-store"})
-
-    def __enter__(self) -> LocalCloudFront:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- the viewer request ------------------------------------------------------------------
 

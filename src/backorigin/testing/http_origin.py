@@ -50,9 +50,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from urllib.parse import unquote
 
+from backorigin._servers import Service
 from backorigin.errors import MissingExtra
 
 try:
@@ -259,7 +260,7 @@ class _RangeBlindFileResponse(web.FileResponse):
         return await super().prepare(request.clone(headers=headers))
 
 
-class HttpOriginServer:
+class HttpOriginServer(Service):
     """A local HTTP origin serving files from ``root``, in a background thread.
 
     Args:
@@ -349,17 +350,6 @@ class HttpOriginServer:
         self._url = None
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> HttpOriginServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     async def _startup(self) -> None:
         app = web.Application()

@@ -17,19 +17,14 @@ __all__ = [
     "free_port",
 ]
 
-import contextlib
 import importlib.util
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from types import TracebackType
+
+from backorigin._servers import Service, free_port, stop_process_group, wait_until_answers
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 """The storage account every Azurite instance serves."""
@@ -39,27 +34,7 @@ AZURITE_KEY = (
 """Azurite's published, well-known development account key (not a secret)."""
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port(*, also_free_at: tuple[int, ...] = ()) -> int:
-    """A free TCP port on 127.0.0.1 (and free at ``port + offset`` for each offset given)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if all(port + off < 65536 and _port_is_free(port + off) for off in also_free_at):
-            return port
-    raise RuntimeError("no free port found")
-
-
-class LocalServer:
+class LocalServer(Service):
     """A server process on 127.0.0.1, started in :meth:`start` and stopped by its PID."""
 
     name = "server"
@@ -104,32 +79,20 @@ class LocalServer:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + self.ready_path(), timeout=2):  # noqa: S310
-                    return self
-            except urllib.error.HTTPError:
-                return self  # any HTTP answer means it is serving
-            except OSError:
-                time.sleep(0.1)
+        state = wait_until_answers(self.url + self.ready_path(), self.process, self.ready_timeout)
+        if state == "ready":
+            return self
+        tail = self.log_tail()
         self.stop()
-        raise RuntimeError(f"{self.name} did not become ready:\n{self.log_tail()}")
+        if state == "exited":
+            raise RuntimeError(f"{self.name} exited early:\n{tail}")
+        raise RuntimeError(f"{self.name} did not become ready:\n{tail}")
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL) and remove its working directory."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        if process is not None:
+            stop_process_group(process, self.stop_timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
@@ -138,17 +101,6 @@ class LocalServer:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class FakeGcsServer(LocalServer):

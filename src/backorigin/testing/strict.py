@@ -57,9 +57,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import ClassVar
 from xml.sax.saxutils import escape
+
+from backorigin._servers import Service
 
 _AWS4 = "AWS4-HMAC-SHA256"
 _GOOG4 = "GOOG4-HMAC-SHA256"
@@ -274,7 +275,7 @@ class Refusal:
     headers_not_signed: tuple[str, ...] = ()
 
 
-class StrictProxy:
+class StrictProxy(Service):
     """A reverse proxy on 127.0.0.1 that refuses requests :meth:`check` objects to.
 
     Subclasses implement :meth:`check`. Refused requests are answered with an XML error
@@ -331,17 +332,6 @@ class StrictProxy:
         """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> StrictProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
