@@ -11,12 +11,14 @@ __all__ = [
     "MAX_KEY_BYTES",
     "RESERVED_PREFIX",
     "Route",
+    "RouteRule",
     "Router",
     "Target",
     "bucket_key",
     "decode_uri",
     "encode_key",
     "is_reserved",
+    "route_key",
     "validate_key",
 ]
 
@@ -30,7 +32,9 @@ from backorigin.errors import InvalidKey, ObjectNotFound
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
     # Types only: the edge function's lean path routes keys without loading the models.
-    from backorigin.config.models import Config, RouteConfig
+    from collections.abc import Sequence
+
+    from backorigin.config.models import Config
 
 MAX_KEY_BYTES = 1024
 """S3's limit on the UTF-8 length of a key."""
@@ -129,6 +133,78 @@ class Route:
         return self.targets[0]
 
 
+class RouteRule:
+    """One route as plain values: which keys it takes, where it sends them, how it rewrites.
+
+    The one place routes match and rewrite keys: :class:`Router` builds these from the
+    config's routes and the edge plan from its JSON, so both route every key alike without
+    the edge loading the config models.
+
+    Args:
+        prefix: A key must start with this.
+        suffix: A key must end with one of these (any key if empty).
+        origins: The route's origin, then its fallbacks in order.
+        strip_prefix: Removed from the key when it starts so.
+        add_prefix: Prepended after ``strip_prefix``.
+    """
+
+    __slots__ = ("add_prefix", "origins", "prefix", "strip_prefix", "suffix")
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        suffix: tuple[str, ...],
+        origins: tuple[str, ...],
+        strip_prefix: str,
+        add_prefix: str,
+    ) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self.origins = origins
+        self.strip_prefix = strip_prefix
+        self.add_prefix = add_prefix
+
+    def matches(self, key: str) -> bool:
+        """Whether ``key`` falls under this route."""
+        if not key.startswith(self.prefix):
+            return False
+        return not self.suffix or any(key.endswith(s) for s in self.suffix)
+
+    def rewrite(self, key: str) -> str:
+        """The key to ask this route's origins for.
+
+        Raises:
+            InvalidKey: the rewritten key is not acceptable.
+        """
+        rewritten = key
+        if self.strip_prefix and rewritten.startswith(self.strip_prefix):
+            rewritten = rewritten[len(self.strip_prefix) :]
+        rewritten = self.add_prefix + rewritten
+        try:
+            return validate_key(rewritten)
+        except InvalidKey as exc:
+            raise InvalidKey(f"after the route's rewrite, {exc.reason}") from None
+
+
+def route_key(key: str, rules: Sequence[RouteRule], default_origin: str) -> Route:
+    """Resolve ``key`` to its ordered origins and origin-side key: first match wins; without
+    rules, ``default_origin`` serves every key unchanged.
+
+    Raises:
+        InvalidKey: the key, or the key a rewrite makes of it, is not acceptable.
+        ObjectNotFound: rules exist and none matches.
+    """
+    validate_key(key)
+    if not rules:
+        return Route(key, (Target(default_origin, key),))
+    for rule in rules:
+        if rule.matches(key):
+            origin_key = rule.rewrite(key)
+            return Route(key, tuple(Target(name, origin_key) for name in rule.origins))
+    raise ObjectNotFound(f"no route matches key {key!r}")
+
+
 class Router:
     """Applies a config's routes: first match wins; without routes, the first origin.
 
@@ -137,37 +213,26 @@ class Router:
     """
 
     def __init__(self, config: Config) -> None:
-        self._routes: list[RouteConfig] = list(config.routes)
+        self._rules = [
+            RouteRule(
+                prefix=route.prefix,
+                suffix=tuple(route.suffix),
+                origins=(route.origin, *route.fallback),
+                strip_prefix=route.rewrite.strip_prefix,
+                add_prefix=route.rewrite.add_prefix,
+            )
+            for route in config.routes
+        ]
         self._default = config.default_origin
 
     def route(self, key: str) -> Route:
-        """Resolve ``key`` to its ordered origins and origin-side key.
+        """Resolve ``key`` to its ordered origins and origin-side key (see :func:`route_key`).
 
         Raises:
             InvalidKey: the key, or the key a rewrite makes of it, is not acceptable.
             ObjectNotFound: routes exist and none matches.
         """
-        validate_key(key)
-        if not self._routes:
-            return Route(key, (Target(self._default, key),))
-        for route in self._routes:
-            if route.matches(key):
-                origin_key = self._rewrite(route, key)
-                names = (route.origin, *route.fallback)
-                return Route(key, tuple(Target(name, origin_key) for name in names))
-        raise ObjectNotFound(f"no route matches key {key!r}")
-
-    @staticmethod
-    def _rewrite(route: RouteConfig, key: str) -> str:
-        rewrite = route.rewrite
-        rewritten = key
-        if rewrite.strip_prefix and rewritten.startswith(rewrite.strip_prefix):
-            rewritten = rewritten[len(rewrite.strip_prefix) :]
-        rewritten = rewrite.add_prefix + rewritten
-        try:
-            return validate_key(rewritten)
-        except InvalidKey as exc:
-            raise InvalidKey(f"after the route's rewrite, {exc.reason}") from None
+        return route_key(key, self._rules, self._default)
 
 
 def bucket_key(config: Config, key: str) -> str:

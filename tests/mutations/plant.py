@@ -163,7 +163,7 @@ PLANTS = [
         "rewrite-error-not-invalid-key",
         "a rewrite that makes a key invalid raises ValueError instead of InvalidKey",
         KEYS,
-        in_function("_rewrite", r"raise InvalidKey\(", "raise ValueError("),
+        in_function("rewrite", r"raise InvalidKey\(", "raise ValueError("),
         ("tests/prewarm/test_prewarm_routing.py",),
     ),
 ]

@@ -6,8 +6,8 @@ routed to an origin that is reached without signing, never load pydantic, YAML o
 models. Origins that sign (or whose adapter computes its own URIs) are marked ``lean: false``
 and go through their adapter, built from the full config on first use.
 
-Routing here must agree with :class:`backorigin.keys.Router`; the tests check both on the
-same keys.
+Routing is :func:`backorigin.keys.route_key` over the plan's routes, the same function
+:class:`backorigin.keys.Router` applies to the config's; the tests check both on the same keys.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ __all__ = ["PLAN_FORMAT", "EdgePlan", "OriginPlan", "PlanError"]
 
 from urllib.parse import quote
 
-from backorigin.errors import BackoriginError, InvalidKey, ObjectNotFound
-from backorigin.keys import Route, Target, validate_key
+from backorigin.errors import BackoriginError
+from backorigin.keys import Route, RouteRule, route_key, validate_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
@@ -52,32 +52,6 @@ class OriginPlan:
         return "/" + quote(validate_key(self.prefix + key), safe="/")
 
 
-class _PlannedRoute:
-    __slots__ = ("add_prefix", "names", "prefix", "strip_prefix", "suffix")
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.prefix: str = raw["prefix"]
-        self.suffix: tuple[str, ...] = tuple(raw["suffix"])
-        self.names: tuple[str, ...] = (raw["origin"], *raw["fallback"])
-        self.strip_prefix: str = raw["strip_prefix"]
-        self.add_prefix: str = raw["add_prefix"]
-
-    def matches(self, key: str) -> bool:
-        if not key.startswith(self.prefix):
-            return False
-        return not self.suffix or any(key.endswith(s) for s in self.suffix)
-
-    def rewrite(self, key: str) -> str:
-        rewritten = key
-        if self.strip_prefix and rewritten.startswith(self.strip_prefix):
-            rewritten = rewritten[len(self.strip_prefix) :]
-        rewritten = self.add_prefix + rewritten
-        try:
-            return validate_key(rewritten)
-        except InvalidKey as exc:
-            raise InvalidKey(f"after the route's rewrite, {exc.reason}") from None
-
-
 class EdgePlan:
     """The parsed plan. Build it with :meth:`from_json` or from the dict bundling writes.
 
@@ -92,7 +66,16 @@ class EdgePlan:
         try:
             self.origins = {name: OriginPlan(name, o) for name, o in raw["origins"].items()}
             self.default_origin: str = raw["default_origin"]
-            self.routes = [_PlannedRoute(r) for r in raw["routes"]]
+            self.routes = [
+                RouteRule(
+                    prefix=r["prefix"],
+                    suffix=tuple(r["suffix"]),
+                    origins=(r["origin"], *r["fallback"]),
+                    strip_prefix=r["strip_prefix"],
+                    add_prefix=r["add_prefix"],
+                )
+                for r in raw["routes"]
+            ]
             self.negative_ttl = int(raw["negative_ttl"])
             self.forward_query = frozenset(raw["forward_query"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -110,12 +93,6 @@ class EdgePlan:
         return cls(raw)
 
     def route(self, key: str) -> Route:
-        """Same contract as :meth:`backorigin.keys.Router.route`."""
-        validate_key(key)
-        if not self.routes:
-            return Route(key, (Target(self.default_origin, key),))
-        for route in self.routes:
-            if route.matches(key):
-                origin_key = route.rewrite(key)
-                return Route(key, tuple(Target(name, origin_key) for name in route.names))
-        raise ObjectNotFound(f"no route matches key {key!r}")
+        """Same contract as :meth:`backorigin.keys.Router.route` (both are
+        :func:`backorigin.keys.route_key`)."""
+        return route_key(key, self.routes, self.default_origin)
