@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from backorigin.adapters.http import HttpAdapter
-from backorigin.adapters.read import Protocol, status_error
+from backorigin.adapters.read import WireProtocol, status_error
 from backorigin.errors import (
     InvalidRange,
     ObjectNotFound,
@@ -22,7 +22,7 @@ from backorigin.testing.http_origin import HttpOriginServer
 from backorigin.types import ByteRange, GetOptions
 
 MakeAdapter = Callable[..., HttpAdapter]
-PROTOCOLS: tuple[Protocol, ...] = ("http", "s3", "gcs", "azure")
+PROTOCOLS: tuple[WireProtocol, ...] = ("http", "s3", "gcs", "azure")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -44,7 +44,7 @@ PROTOCOLS: tuple[Protocol, ...] = ("http", "s3", "gcs", "azure")
     ],
 )
 def test_every_protocol_maps_statuses_alike(
-    protocol: Protocol, status: int, error: type[OriginError]
+    protocol: WireProtocol, status: int, error: type[OriginError]
 ) -> None:
     mapped = status_error(status, "GET 'k'", protocol=protocol, retry_after=3.0)
     assert type(mapped) is error
@@ -70,7 +70,7 @@ def test_every_protocol_maps_statuses_alike(
     ],
 )
 def test_error_codes_refine_the_status(
-    protocol: Protocol, status: int | None, code: str, error: type[OriginError]
+    protocol: WireProtocol, status: int | None, code: str, error: type[OriginError]
 ) -> None:
     mapped = status_error(status, "GET 'k'", protocol=protocol, code=code)
     assert type(mapped) is error

@@ -20,9 +20,9 @@ from __future__ import annotations
 __all__ = [
     "ChunkBody",
     "GetResult",
-    "Protocol",
     "RawBody",
     "RawGet",
+    "WireProtocol",
     "check_pin",
     "content_range",
     "open_get",
@@ -35,8 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Literal
-from typing import Protocol as _Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from backorigin.errors import (
     InvalidRange,
@@ -52,7 +51,7 @@ from backorigin.types import ByteRange, GetOptions, ObjectInfo
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-Protocol = Literal["http", "s3", "gcs", "azure"]
+WireProtocol = Literal["http", "s3", "gcs", "azure"]
 """The protocols :func:`status_error` has a table for."""
 
 RESUME_ATTEMPTS = 5
@@ -65,7 +64,7 @@ _SKIP_BUFFER = 64 * 1024
 # --- status → error ------------------------------------------------------------------------------
 
 # Error codes some protocols state beside the status, where the status alone says too little.
-_CODES: dict[Protocol, dict[str, type[OriginError]]] = {
+_CODES: dict[WireProtocol, dict[str, type[OriginError]]] = {
     "http": {},
     "gcs": {},
     "s3": {
@@ -154,7 +153,7 @@ def status_error(
     status: int | None,
     what: str,
     *,
-    protocol: Protocol = "http",
+    protocol: WireProtocol = "http",
     code: str | None = None,
     retry_after: float | None = None,
 ) -> OriginError:
@@ -190,7 +189,7 @@ def status_error(
 # --- what an adapter returns ---------------------------------------------------------------------
 
 
-class RawBody(_Protocol):
+class RawBody(Protocol):
     """An open response body, as an adapter hands it over.
 
     ``readinto`` fills the start of ``buffer`` with the next bytes and returns how many (0 at
