@@ -132,6 +132,8 @@ def test_the_whole_flow(
     head = s3_client.head_object(Bucket=bucket, Key="docs/page one.html")
     assert head["ContentType"] == "text/html"
     assert head["Metadata"]["backorigin-origin"] == "old"
+    # The copy records the validator the viewer was served from the old origin.
+    assert head["Metadata"]["backorigin-origin-etag"] == first.headers["etag"]
     second = get(cloudfront, "/docs/page%20one.html")
     assert (second.status, second.data) == (200, body)
     assert "x-backorigin" not in second.headers
