@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backorigin.adapters import OriginAdapter
-from backorigin.config.models import Config, RouteConfig
+from backorigin.config.models import Config
 from backorigin.errors import InvalidKey, NotSupported, ObjectNotFound
 from backorigin.keys import Router, Target, is_reserved
 from backorigin.types import RESERVED_PREFIX, ObjectInfo
@@ -72,36 +72,70 @@ class Scan:
 class _Rule:
     """The inverse view of one route (or of the default route when there are none)."""
 
+    prefix: str
     origins: tuple[str, ...]
     strip: str
     add: str
 
+    def origin_prefix(self, viewer: str) -> str:
+        """The shortest origin prefix covering every rewrite of keys that start with ``viewer``."""
+        if not self.strip or viewer.startswith(self.strip):
+            return self.add + viewer[len(self.strip) :]
+        if self.strip.startswith(viewer):
+            # Keys under ``viewer`` that start with ``strip`` lose it (origin keys: add +
+            # anything), the others keep their full text (add + viewer...); ``add`` covers both.
+            return self.add
+        return self.add + viewer
 
-def _rules(config: Config) -> list[tuple[RouteConfig | None, _Rule]]:
+
+def _rules(config: Config) -> list[_Rule]:
     if not config.routes:
-        return [(None, _Rule((config.default_origin,), "", ""))]
+        return [_Rule("", (config.default_origin,), "", "")]
     return [
-        (
-            route,
-            _Rule(
-                (route.origin, *route.fallback),
-                route.rewrite.strip_prefix,
-                route.rewrite.add_prefix,
-            ),
+        _Rule(
+            route.prefix,
+            (route.origin, *route.fallback),
+            route.rewrite.strip_prefix,
+            route.rewrite.add_prefix,
         )
         for route in config.routes
     ]
 
 
-def _origin_prefix(viewer: str, strip: str, add: str) -> str:
-    """The shortest origin prefix covering every rewrite of keys that start with ``viewer``."""
-    if not strip or viewer.startswith(strip):
-        return add + viewer[len(strip) :]
-    if strip.startswith(viewer):
-        # Keys under ``viewer`` that start with ``strip`` lose it (origin keys: add + anything),
-        # the others keep their full text (add + viewer...); ``add`` covers both.
-        return add
-    return add + viewer
+def _rules_under(config: Config, prefix: str) -> Iterator[tuple[_Rule, str]]:
+    """The rules that serve viewer keys under ``prefix``, each with the longer of the two
+    prefixes (every such key starts with it)."""
+    for rule in _rules(config):
+        if prefix.startswith(rule.prefix):
+            yield rule, prefix
+        elif rule.prefix.startswith(prefix):
+            yield rule, rule.prefix
+        # otherwise no key starts with both
+
+
+def _inverse(origin_key: str, strip: str, add: str, *, keep_strip: bool) -> str | None:
+    """The viewer key a rewrite (``strip`` then ``add``) maps to ``origin_key``, if any.
+
+    ``keep_strip`` picks which of the two: the key that carried ``strip`` (``strip + rest``),
+    or the key that never had it (``rest``), which a route with a prefix to strip serves too
+    when it does not start with that prefix.
+    """
+    if not origin_key.startswith(add):
+        return None
+    rest = origin_key[len(add) :]
+    if keep_strip:
+        return strip + rest
+    if not strip or rest.startswith(strip):
+        return None  # the same key as the first candidate, or one that carried the prefix
+    return rest
+
+
+def _targets(router: Router, key: str) -> tuple[Target, ...]:
+    """The targets the serving path tries for ``key``, in order (none for a key it refuses)."""
+    try:
+        return router.route(key).targets
+    except (InvalidKey, ObjectNotFound):
+        return ()
 
 
 def plan_scans(config: Config, prefix: str = "") -> list[Scan]:
@@ -111,17 +145,9 @@ def plan_scans(config: Config, prefix: str = "") -> list[Scan]:
     origin are merged into it. Origins no route leads to are not listed: nothing reaches them.
     """
     wanted: dict[str, set[str]] = {}
-    for route, rule in _rules(config):
-        route_prefix = route.prefix if route is not None else ""
-        if prefix.startswith(route_prefix):
-            viewer = prefix
-        elif route_prefix.startswith(prefix):
-            viewer = route_prefix
-        else:
-            continue  # no key starts with both
-        origin_prefix = _origin_prefix(viewer, rule.strip, rule.add)
+    for rule, viewer in _rules_under(config, prefix):
         for origin in rule.origins:
-            wanted.setdefault(origin, set()).add(origin_prefix)
+            wanted.setdefault(origin, set()).add(rule.origin_prefix(viewer))
     scans: list[Scan] = []
     for origin in [o.name for o in config.origins]:
         kept: list[str] = []
@@ -141,21 +167,14 @@ def viewer_keys(config: Config, router: Router, origin: str, origin_key: str) ->
     """
     target = Target(origin, origin_key)
     found: list[str] = []
-    for _, rule in _rules(config):
-        if origin not in rule.origins or not origin_key.startswith(rule.add):
+    for rule in _rules(config):
+        if origin not in rule.origins:
             continue
-        rest = origin_key[len(rule.add) :]
-        candidates = [rule.strip + rest]
-        if rule.strip and not rest.startswith(rule.strip):
-            candidates.append(rest)  # a viewer key that never had the prefix to strip
-        for key in candidates:
-            if key in found or is_reserved(key):
+        for keep_strip in (True, False):
+            key = _inverse(origin_key, rule.strip, rule.add, keep_strip=keep_strip)
+            if key is None or key in found or is_reserved(key):
                 continue
-            try:
-                route = router.route(key)
-            except (InvalidKey, ObjectNotFound):
-                continue
-            if target in route.targets:
+            if target in _targets(router, key):
                 found.append(key)
     return found
 

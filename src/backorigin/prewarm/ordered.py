@@ -45,10 +45,10 @@ from typing import Any
 
 from backorigin.adapters import OriginAdapter
 from backorigin.config.models import Config
-from backorigin.errors import InvalidKey, NotSupported, ObjectNotFound
+from backorigin.errors import NotSupported
 from backorigin.keys import Router, Target, is_reserved
 from backorigin.prewarm.extsort import SortStats, sorted_by_key
-from backorigin.prewarm.listing import _origin_prefix, _rules, viewer_keys
+from backorigin.prewarm.listing import _inverse, _rules_under, _targets, viewer_keys
 from backorigin.types import ObjectInfo
 
 log = logging.getLogger("backorigin.prewarm")
@@ -78,14 +78,7 @@ class Stream:
 
     def viewer_key(self, origin_key: str) -> str | None:
         """The viewer key this stream maps ``origin_key`` to (None when it maps none)."""
-        if not origin_key.startswith(self.add):
-            return None
-        rest = origin_key[len(self.add) :]
-        if self.keep_strip:
-            return self.strip + rest
-        if self.strip and rest.startswith(self.strip):
-            return None  # that viewer key is the other stream's
-        return rest
+        return _inverse(origin_key, self.strip, self.add, keep_strip=self.keep_strip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +104,8 @@ def plan_streams(config: Config, prefix: str = "") -> list[Stream]:
     listed once.
     """
     streams: list[Stream] = []
-    for route, rule in _rules(config):
-        route_prefix = route.prefix if route is not None else ""
-        if prefix.startswith(route_prefix):
-            viewer = prefix
-        elif route_prefix.startswith(prefix):
-            viewer = route_prefix
-        else:
-            continue  # no key starts with both
-        kinds = [(True, _origin_prefix(viewer, rule.strip, rule.add))]
+    for rule, viewer in _rules_under(config, prefix):
+        kinds = [(True, rule.origin_prefix(viewer))]
         if rule.strip and not viewer.startswith(rule.strip):
             kinds.append((False, rule.add + viewer))
         for origin in rule.origins:
@@ -291,11 +277,5 @@ _Row = tuple[str, int, str, int, str | None, str | None, datetime | None]
 
 def _rank(router: Router, key: str, target: Target) -> int | None:
     """Where ``target`` stands among the targets the serving path tries for ``key``."""
-    try:
-        targets = router.route(key).targets
-    except (InvalidKey, ObjectNotFound):
-        return None
-    try:
-        return targets.index(target)
-    except ValueError:
-        return None
+    targets = _targets(router, key)
+    return targets.index(target) if target in targets else None

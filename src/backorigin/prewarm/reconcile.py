@@ -36,9 +36,9 @@ from backorigin.adapters import OriginAdapter
 from backorigin.config.models import Config
 from backorigin.keys import bucket_key
 from backorigin.prewarm.enqueue import BATCH_SIZE, Enqueuer, sqs_client_for
-from backorigin.prewarm.status import RECENT, Entry, State, StatusReport, Survey, adapters_of
+from backorigin.prewarm.status import RECENT, Entry, State, StatusReport, bucket_of, status
 from backorigin.transfer import CopyEngine, CopyOutcome
-from backorigin.transfer.bucket import Bucket, BucketError, make_s3_client
+from backorigin.transfer.bucket import Bucket, BucketError
 from backorigin.transfer.job import CopyJob
 
 log = logging.getLogger("backorigin.prewarm")
@@ -246,22 +246,9 @@ def reconcile(
         bucket = engine.bucket
         adapter = adapter if adapter is not None else engine.adapter
     else:
-        if not config.bucket.name:
-            raise ValueError("bucket.name must be set in the config")
-        client = s3_client or make_s3_client(config.bucket, max_pool_connections=concurrency + 4)
-        bucket = Bucket(client, config.bucket.name)
-        adapter = adapter if adapter is not None else adapters_of(config)
-    survey = Survey(
-        config,
-        prefix=prefix,
-        keys=keys,
-        bucket=bucket,
-        adapter=adapter,
-        concurrency=concurrency,
-        recent=recent,
-    )
+        bucket = bucket_of(config, s3_client, concurrency=concurrency)
     summary = ReconcileSummary(
-        status=survey.report, dry_run=dry_run, deletes=deletes, queue_url=queue_url
+        status=StatusReport(prefix=prefix), dry_run=dry_run, deletes=deletes, queue_url=queue_url
     )
     slots = threading.BoundedSemaphore(2 * concurrency)
 
@@ -306,7 +293,16 @@ def reconcile(
                 submit(_copy, engine, action, entry, summary)
 
         try:
-            survey.run(act)
+            summary.status = status(
+                config,
+                prefix,
+                keys=keys,
+                concurrency=concurrency,
+                bucket=bucket,
+                adapter=adapter,
+                on_entry=act,
+                recent=recent,
+            )
         finally:
             if batcher is not None:
                 batcher.flush()

@@ -38,6 +38,7 @@ from typing import Any
 
 from backorigin.config.models import Config
 from backorigin.errors import BackoriginError
+from backorigin.prewarm.enqueue import sqs_client_for
 from backorigin.prewarm.reconcile import Action, ActionResult, Deletes, reconcile
 from backorigin.prewarm.status import Entry, State
 
@@ -191,7 +192,8 @@ def make_reconciler(
     Args:
         config: The validated configuration (``bucket.name`` required).
         queue_url: The copy queue copies and refreshes are sent to.
-        sqs_client: A boto3 SQS client (default: one for the function's region).
+        sqs_client: A boto3 SQS client (default: one for the queue's region, see
+            :func:`~backorigin.prewarm.enqueue.sqs_client_for`).
         deletes: The delete policy for orphaned copies (see :func:`reconcile`).
         s3_client: The S3 client for the bucket (default: built from the config).
         metrics: Receives the EMF line and the JSON summary (default: printed, which is
@@ -199,14 +201,10 @@ def make_reconciler(
         clock: Monotonic clock for the deadline.
         concurrency: HEADs and SendMessageBatch calls in flight.
     """
-    if sqs_client is None:
-        import boto3
-
-        sqs_client = boto3.client("sqs")
     return Reconciler(
         config,
         queue_url=queue_url,
-        sqs_client=sqs_client,
+        sqs_client=sqs_client or sqs_client_for(queue_url, concurrency),
         deletes=deletes,
         s3_client=s3_client,
         metrics=metrics,

@@ -36,7 +36,7 @@ costs a HEAD at the bucket and one at the origin (per target tried).
 
 from __future__ import annotations
 
-__all__ = ["Entry", "State", "StatusReport", "Survey", "status"]
+__all__ = ["Entry", "State", "StatusReport", "Survey", "adapters_of", "bucket_of", "status"]
 
 import threading
 from collections import Counter
@@ -299,10 +299,7 @@ class Survey:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if bucket is None:
-            if not config.bucket.name:
-                raise ValueError("bucket.name must be set in the config")
-            client = make_s3_client(config.bucket, max_pool_connections=concurrency + 4)
-            bucket = Bucket(client, config.bucket.name)
+            bucket = bucket_of(config, concurrency=concurrency)
         self.config = config
         self.prefix = prefix
         self.keys = keys
@@ -518,6 +515,24 @@ class Survey:
         why = judge(stored, origin, info)
         state = State.MIGRATED if why is None else State.STALE
         return Entry(key, state, info.size, origin, stored.etag, why)
+
+
+def bucket_of(config: Config, s3_client: Any = None, *, concurrency: int = 16) -> Bucket:
+    """The config's bucket, read through ``s3_client``.
+
+    Args:
+        config: The configuration (``bucket.name`` is required).
+        s3_client: A boto3 S3 client (default: one built from the config, pooled for
+            ``concurrency`` requests in flight).
+        concurrency: Requests that will be in flight.
+
+    Raises:
+        ValueError: The config names no bucket.
+    """
+    if not config.bucket.name:
+        raise ValueError("bucket.name must be set in the config")
+    client = s3_client or make_s3_client(config.bucket, max_pool_connections=concurrency + 4)
+    return Bucket(client, config.bucket.name)
 
 
 def adapters_of(config: Config) -> Callable[[str], OriginAdapter[Any]]:
