@@ -1,32 +1,47 @@
-"""Pieces shared by the commands: loading the config, S3 overrides, logging."""
+"""Pieces shared by the commands: options, loading the config, S3 overrides, logging, output."""
 
 from __future__ import annotations
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "bucket_client_or_exit",
+    "bucket_options",
     "concurrency_option",
     "config_argument",
+    "console",
+    "exit_on_interrupt",
+    "keys_of",
+    "keys_option",
+    "load_for_bucket",
     "load_or_exit",
     "local_option",
+    "print_problems",
     "s3_overrides",
     "setup_logging",
     "use_local_serve",
+    "verbose_option",
+    "walk_options",
 ]
 
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from backorigin.config import Config, load_config
 from backorigin.errors import ConfigError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -34,6 +49,63 @@ def config_argument(function: F) -> F:
     """The CONFIG argument every command that needs a configuration takes."""
     decorated: F = click.argument("config", type=click.Path(dir_okay=False, exists=True))(function)
     return decorated
+
+
+def verbose_option(function: F) -> F:
+    """``-v/--verbose``, counted: info with -v, debug with -vv (see :func:`setup_logging`)."""
+    decorated: F = click.option(
+        "--verbose", "-v", count=True, help="More log output (-vv for debug)."
+    )(function)
+    return decorated
+
+
+def bucket_options(function: F) -> F:
+    """``--bucket NAME`` and ``--s3-endpoint URL``, the overrides :func:`s3_overrides` applies."""
+    function = click.option(
+        "--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url)."
+    )(function)
+    decorated: F = click.option("--bucket", help="Bucket name (overrides bucket.name).")(function)
+    return decorated
+
+
+def keys_option(help: str) -> Callable[[F], F]:
+    """``--keys FILE``: viewer keys, one per line, ``-`` for standard input (:func:`keys_of`)."""
+
+    def decorate(function: F) -> F:
+        decorated: F = click.option(
+            "--keys",
+            "keys_file",
+            type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+            help=help,
+        )(function)
+        return decorated
+
+    return decorate
+
+
+def walk_options(*, concurrency_help: str) -> Callable[[F], F]:
+    """What the commands that walk the origins and the bucket (status, reconcile) take.
+
+    ``CONFIG [PREFIX]``, ``--keys FILE``, ``--json``, ``-j/--concurrency N`` (16 by default),
+    the bucket overrides and ``-v``.
+    """
+
+    def decorate(function: F) -> F:
+        # Applied innermost first: the help lists them in the reverse of this order.
+        function = verbose_option(function)
+        function = bucket_options(function)
+        function = concurrency_option(default=16, help=concurrency_help)(function)
+        function = click.option(
+            "--json", "as_json", is_flag=True, help="Print one JSON object with every count."
+        )(function)
+        function = keys_option(
+            "Viewer keys to examine, one per line (- for standard input), instead of listing "
+            "the origins (for origins that cannot be listed, such as http)."
+        )(function)
+        function = click.argument("prefix", required=False, default="")(function)
+        return config_argument(function)
+
+    return decorate
 
 
 def load_or_exit(path: str) -> Config:
@@ -54,6 +126,35 @@ def load_or_exit(path: str) -> Config:
     for note in notes:
         click.echo(note, err=True)
     return config
+
+
+def load_for_bucket(
+    path: str,
+    *,
+    bucket: str | None,
+    s3_endpoint: str | None,
+    local: bool,
+    bucket_needed: bool = True,
+) -> tuple[Config, dict[str, str]]:
+    """Load the config and point it at the bucket to write: ``--local``'s, or the overrides'.
+
+    Args:
+        path: The config file.
+        bucket: ``--bucket``.
+        s3_endpoint: ``--s3-endpoint``.
+        local: ``--local``: the bucket of the ``backorigin serve`` running this config.
+        bucket_needed: Whether the command writes to the bucket; when not, a config without
+            ``bucket.name`` is fine unless an override is given.
+
+    Returns:
+        The config and the S3 client options (credentials of ``serve``'s embedded server).
+    """
+    loaded = load_or_exit(path)
+    if local:
+        return use_local_serve(path, loaded, bucket=bucket, s3_endpoint=s3_endpoint)
+    if bucket_needed or bucket or s3_endpoint:
+        loaded = s3_overrides(loaded, bucket=bucket, endpoint_url=s3_endpoint)
+    return loaded, {}
 
 
 def s3_overrides(config: Config, *, bucket: str | None, endpoint_url: str | None) -> Config:
@@ -206,3 +307,55 @@ def bucket_client_or_exit(config: Config, client_options: dict[str, str], *, wor
         return s3
     click.echo(f"cannot use bucket {bucket.name}{where}: {problem}", err=True)
     sys.exit(EXIT_FAILED)
+
+
+@contextmanager
+def keys_of(keys_file: str | None) -> Iterator[Iterator[str] | None]:
+    """The keys of ``--keys`` read lazily (None without it)."""
+    from backorigin.prewarm import read_keys
+
+    if keys_file is None:
+        yield None
+    elif keys_file == "-":
+        yield read_keys(sys.stdin)
+    else:
+        with open(keys_file, encoding="utf-8", newline="") as file:
+            yield read_keys(file)
+
+
+def console(*, stderr: bool) -> Console:
+    """A console for messages that carry keys and paths, printed as they are.
+
+    Never wrapped mid-word (tables still fit the width), and never read as rich markup or
+    highlighted: a key may contain ``[`` or look like a number.
+    """
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=True)
+
+
+@contextmanager
+def exit_on_interrupt(err: Console) -> Iterator[None]:
+    """Ctrl-C ends the command with one line and status 130 instead of a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def print_problems(
+    err: Console,
+    *,
+    not_listable: Mapping[str, str],
+    failures: Sequence[tuple[str, str]] = (),
+    error: str | None = None,
+) -> None:
+    """What kept a walk from being complete: origins not listed, objects not examined, the
+    error that stopped it."""
+    for origin, reason in not_listable.items():
+        err.print(f"origin {origin} was not listed ({reason}); give its keys with --keys")
+    for key, reason in failures[:5]:
+        err.print(f"could not examine {key}: {reason}")
+    if error:
+        err.print(f"stopped early: {error}")

@@ -12,13 +12,13 @@ import click
 
 from backorigin.cli.common import (
     bucket_client_or_exit,
+    bucket_options,
     concurrency_option,
     config_argument,
-    load_or_exit,
+    load_for_bucket,
     local_option,
-    s3_overrides,
     setup_logging,
-    use_local_serve,
+    verbose_option,
 )
 from backorigin.config.units import format_rate, format_size
 
@@ -46,11 +46,10 @@ def _line(result: CopyResult, key_width: int) -> str:
 @click.command()
 @config_argument
 @click.argument("keys", nargs=-1, required=True)
-@click.option("--bucket", help="Bucket name (overrides bucket.name).")
-@click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
+@bucket_options
 @local_option
 @concurrency_option(default=1, help="Keys copied at once.")
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@verbose_option
 def fetch(
     config: str,
     keys: tuple[str, ...],
@@ -70,14 +69,9 @@ def fetch(
     from backorigin.transfer import CopyEngine  # deferred: boto3 is slow to import
 
     setup_logging(verbose)
-    loaded = load_or_exit(config)
-    client_options: dict[str, str] = {}
-    if local:
-        loaded, client_options = use_local_serve(
-            config, loaded, bucket=bucket, s3_endpoint=s3_endpoint
-        )
-    else:
-        loaded = s3_overrides(loaded, bucket=bucket, endpoint_url=s3_endpoint)
+    loaded, client_options = load_for_bucket(
+        config, bucket=bucket, s3_endpoint=s3_endpoint, local=local
+    )
     s3 = bucket_client_or_exit(loaded, client_options, workers=concurrency)
     engine = CopyEngine(loaded, s3_client=s3)
     width = max(len(key) for key in keys)

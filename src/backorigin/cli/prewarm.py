@@ -18,14 +18,18 @@ from typing import TYPE_CHECKING
 import click
 
 from backorigin.cli.common import (
+    EXIT_INTERRUPTED,
     bucket_client_or_exit,
+    bucket_options,
     concurrency_option,
     config_argument,
-    load_or_exit,
+    console,
+    keys_option,
+    load_for_bucket,
     local_option,
-    s3_overrides,
+    print_problems,
     setup_logging,
-    use_local_serve,
+    verbose_option,
 )
 from backorigin.config.units import format_rate, format_size
 
@@ -38,17 +42,10 @@ if TYPE_CHECKING:
     from backorigin.keys import Target
     from backorigin.prewarm import Job, Outcome, PrewarmSummary
 
-EXIT_INTERRUPTED = 130
-
 
 @click.command()
 @config_argument
-@click.option(
-    "--keys",
-    "keys_file",
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-    help="File of viewer keys, one per line (- for standard input).",
-)
+@keys_option("File of viewer keys, one per line (- for standard input).")
 @click.option(
     "--list",
     "list_prefix",
@@ -69,10 +66,9 @@ EXIT_INTERRUPTED = 130
     type=click.Path(dir_okay=False, writable=True),
     help="Write the keys worth retrying here (the format --keys reads).",
 )
-@click.option("--bucket", help="Bucket name (overrides bucket.name).")
-@click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
+@bucket_options
 @local_option
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@verbose_option
 def prewarm(
     config: str,
     keys_file: str | None,
@@ -115,18 +111,17 @@ def prewarm(
         raise click.UsageError("give exactly one of --keys FILE and --list [PREFIX]")
     if keys_file and failed_out and _same_file(keys_file, failed_out):
         raise click.UsageError("--failed-out must not be the --keys file (it is rewritten)")
-    loaded = load_or_exit(config)
-    client_options: dict[str, str] = {}
-    if local:
-        if queue_url is not None:
-            raise click.UsageError("--local copies here; it cannot be used with --queue-url")
-        loaded, client_options = use_local_serve(
-            config, loaded, bucket=bucket, s3_endpoint=s3_endpoint
-        )
-    elif (queue_url is None and not dry_run) or bucket or s3_endpoint:
-        loaded = s3_overrides(loaded, bucket=bucket, endpoint_url=s3_endpoint)
-    err = _console(stderr=True)
-    out = _console(stderr=False)
+    if local and queue_url is not None:
+        raise click.UsageError("--local copies here; it cannot be used with --queue-url")
+    loaded, client_options = load_for_bucket(
+        config,
+        bucket=bucket,
+        s3_endpoint=s3_endpoint,
+        local=local,
+        bucket_needed=queue_url is None and not dry_run,
+    )
+    err = console(stderr=True)
+    out = console(stderr=False)
     with contextlib.ExitStack() as stack:
         keys: Iterable[str] | None = None
         total: int | None = None
@@ -216,7 +211,7 @@ def _run(
                 on_total=lambda count: progress.update(task, total=count, description=label),
             )
     except QueueUnusable as exc:
-        err.print(str(exc), highlight=False, markup=False)
+        err.print(str(exc))
         return 1
     if queue_url is None:
         _local_summary(summary, out, err)
@@ -225,8 +220,7 @@ def _run(
     if summary.retry and failed_out:
         err.print(
             f"{summary.retry} key(s) to retry written to {failed_out} "
-            f"(run again with --keys {failed_out})",
-            highlight=False,
+            f"(run again with --keys {failed_out})"
         )
     return _exit_status(summary)
 
@@ -247,7 +241,7 @@ def _dry_run(
         click.echo(f"{job.key}\t{target.origin}\t{target.key}\t{size}")
 
     def on_reject(key: str, reason: str) -> None:
-        err.print(f"{key}: {reason}", highlight=False, markup=False)
+        err.print(f"{key}: {reason}")
 
     summary = prewarm(
         config,
@@ -258,12 +252,9 @@ def _dry_run(
         on_job=on_job,
         on_reject=on_reject,
     )
-    if summary.error:
-        err.print(f"stopped early: {summary.error}", highlight=False, markup=False)
     where = f"enqueued to {queue_url}" if queue_url else "copied"
     err.print(
-        f"dry run: {summary.planned} job(s) would be {where}; nothing was read from S3 or sent",
-        highlight=False,
+        f"dry run: {summary.planned} job(s) would be {where}; nothing was read from S3 or sent"
     )
     _walk_notes(summary, err)
     return _exit_status(summary)
@@ -281,18 +272,11 @@ def _same_file(a: str, b: str) -> bool:
 # --- display ----------------------------------------------------------------------------------
 
 
-def _console(*, stderr: bool) -> Console:
-    from rich.console import Console
-
-    # Messages carry keys and paths: never wrapped mid-word (tables still fit the width).
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
 PLAIN_PROGRESS_SECONDS = 10.0
 """Without a terminal, how often a plain progress line is printed."""
 
 
-def _progress(console: Console, *, with_bytes: bool = True) -> Progress:
+def _progress(err: Console, *, with_bytes: bool = True) -> Progress:
     """Objects done of total, bytes copied, objects/s and the byte rate, ETA.
 
     A live bar on a terminal; otherwise (a log file, a pipe, CI) no live display, whose
@@ -324,7 +308,7 @@ def _progress(console: Console, *, with_bytes: bool = True) -> Progress:
 
     class PlainLines(Progress):
         def __init__(self) -> None:
-            super().__init__(console=console, disable=True)
+            super().__init__(console=err, disable=True)
             self._stop = threading.Event()
             self._reporter = threading.Thread(target=self._report, daemon=True)
 
@@ -340,15 +324,12 @@ def _progress(console: Console, *, with_bytes: bool = True) -> Progress:
             while not self._stop.wait(PLAIN_PROGRESS_SECONDS):
                 for task in self.tasks:
                     total = f"/{task.total:.0f}" if task.total is not None else ""
-                    console.print(
+                    err.print(
                         f"{task.description}: {task.completed:.0f}{total} "
-                        f"{' '.join(rates(task).split())}",
-                        highlight=False,
-                        markup=False,
-                        soft_wrap=True,
+                        f"{' '.join(rates(task).split())}"
                     )
 
-    if not console.is_terminal:
+    if not err.is_terminal:
         return PlainLines()
     return Progress(
         TextColumn("{task.description}"),
@@ -357,7 +338,7 @@ def _progress(console: Console, *, with_bytes: bool = True) -> Progress:
         Rates(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=console,
+        console=err,
         refresh_per_second=4,
         redirect_stdout=False,
         redirect_stderr=False,
@@ -416,11 +397,9 @@ def _local_summary(summary: PrewarmSummary, out: Console, err: Console) -> None:
     out.print(table)
     for status, examples in tally.examples.items():
         shown = f", the first {len(examples)}" if tally.counts[status] > len(examples) else ""
-        err.print(f"{labels[status]} ({tally.counts[status]}{shown}):", highlight=False)
+        err.print(f"{labels[status]} ({tally.counts[status]}{shown}):")
         for key, reason in examples:
-            err.print(f"  {key}  {reason}", highlight=False, markup=False)
-    if summary.error:
-        err.print(f"stopped early: {summary.error}", highlight=False, markup=False)
+            err.print(f"  {key}  {reason}")
     _walk_notes(summary, err)
 
 
@@ -447,32 +426,25 @@ def _enqueue_summary(summary: PrewarmSummary, out: Console, err: Console) -> Non
         table.add_row("listed at the origins", str(walk.listed))
         table.add_row("unreachable (skipped)", str(walk.unreachable))
     out.print(table)
-    if summary.error:
-        err.print(f"stopped early: {summary.error}", highlight=False, markup=False)
     if tally.examples:
         err.print("failed to enqueue, first ones:")
         for key, reason in tally.examples:
-            err.print(f"  {key}  {reason}", highlight=False, markup=False)
+            err.print(f"  {key}  {reason}")
     for key, reason in summary.rejected_examples:
-        err.print(f"rejected: {key}  {reason}", highlight=False, markup=False)
+        err.print(f"rejected: {key}  {reason}")
     _walk_notes(summary, err)
 
 
 def _walk_notes(summary: PrewarmSummary, err: Console) -> None:
+    """Why the run stopped early, origins not listed, listed objects no viewer key reaches."""
     walk = summary.listing
-    if walk is None:
-        return
-    for origin, reason in walk.not_listable.items():
-        err.print(
-            f"origin {origin} was not listed ({reason}); give its keys with --keys",
-            highlight=False,
-            markup=False,
-        )
-    if walk.unreachable_examples:
+    print_problems(
+        err, not_listable=walk.not_listable if walk is not None else {}, error=summary.error
+    )
+    if walk is not None and walk.unreachable_examples:
         err.print(
             f"{walk.unreachable} listed object(s) no viewer key reaches (no route leads there), "
-            "e.g.:",
-            highlight=False,
+            "e.g.:"
         )
         for origin, key in walk.unreachable_examples[:5]:
-            err.print(f"  {origin}: {key}", highlight=False, markup=False)
+            err.print(f"  {origin}: {key}")

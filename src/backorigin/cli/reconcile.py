@@ -13,12 +13,15 @@ import click
 
 from backorigin.cli.common import (
     EXIT_INVALID,
-    config_argument,
+    console,
+    exit_on_interrupt,
+    keys_of,
     load_or_exit,
     s3_overrides,
     setup_logging,
+    walk_options,
 )
-from backorigin.cli.status import EXIT_INTERRUPTED, console, keys_of, keys_option, live_counts
+from backorigin.cli.status import live_counts, print_walk_problems
 from backorigin.config.units import format_size
 
 if TYPE_CHECKING:
@@ -28,9 +31,6 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@config_argument
-@click.argument("prefix", required=False, default="")
-@keys_option
 @click.option(
     "--deletes",
     type=click.Choice(["keep", "delete"]),
@@ -40,30 +40,19 @@ if TYPE_CHECKING:
 )
 @click.option("--dry-run", is_flag=True, help="Print what would be done; write and send nothing.")
 @click.option("--queue-url", help="Send copies and refreshes to this SQS copy queue instead.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every count.")
-@click.option(
-    "--concurrency",
-    "-j",
-    default=16,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="Copies (or SendMessageBatch calls) and HEAD requests in flight.",
-)
-@click.option("--bucket", help="Bucket name (overrides bucket.name).")
-@click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@walk_options(concurrency_help="Copies (or SendMessageBatch calls) and HEAD requests in flight.")
 def reconcile(
     config: str,
     prefix: str,
     keys_file: str | None,
-    deletes: str,
-    dry_run: bool,
-    queue_url: str | None,
     as_json: bool,
     concurrency: int,
     bucket: str | None,
     s3_endpoint: str | None,
     verbose: int,
+    deletes: str,
+    dry_run: bool,
+    queue_url: str | None,
 ) -> None:
     """Bring the bucket in step with the origins under PREFIX.
 
@@ -79,12 +68,12 @@ def reconcile(
     Exits 0 when every action succeeded, 1 when some failed, 2 when something could not be
     examined (an origin that cannot be listed: give its keys with --keys FILE).
     """
+    from backorigin.prewarm import StatusReport
     from backorigin.prewarm import reconcile as run_reconcile
 
     setup_logging(verbose)
     loaded = s3_overrides(load_or_exit(config), bucket=bucket, endpoint_url=s3_endpoint)
     err = console(stderr=True)
-    out = console(stderr=False)
     lock = threading.Lock()
 
     def on_action(action: Action, entry: Entry) -> None:
@@ -92,37 +81,28 @@ def reconcile(
             with lock:  # data for other tools: tab-separated, never reformatted
                 click.echo(f"{action.value}\t{entry.key}\t{entry.reason or ''}".rstrip("\t"))
 
-    try:
-        with keys_of(keys_file) as keys:
-            from backorigin.prewarm import StatusReport
-
-            shown = StatusReport(prefix=prefix)
-            live = not as_json and not dry_run and err.is_terminal
-            with live_counts(err, shown, enabled=live, title="reconcile") as on_entry:
-
-                def counted(entry: Entry) -> None:
-                    shown.add(entry)
-                    if on_entry is not None:
-                        on_entry(entry)
-
-                summary = run_reconcile(
-                    loaded,
-                    prefix,
-                    keys=keys,
-                    deletes="delete" if deletes == "delete" else "keep",
-                    dry_run=dry_run,
-                    queue_url=queue_url,
-                    concurrency=concurrency,
-                    on_action=on_action,
-                    on_entry=counted,
-                )
-    except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
-        sys.exit(EXIT_INTERRUPTED)
+    shown = StatusReport(prefix=prefix)  # the live display's counts
+    live = not as_json and not dry_run and err.is_terminal
+    with (
+        exit_on_interrupt(err),
+        keys_of(keys_file) as keys,
+        live_counts(err, shown, enabled=live, title="reconcile"),
+    ):
+        summary = run_reconcile(
+            loaded,
+            prefix,
+            keys=keys,
+            deletes="delete" if deletes == "delete" else "keep",
+            dry_run=dry_run,
+            queue_url=queue_url,
+            concurrency=concurrency,
+            on_action=on_action,
+            on_entry=shown.add,
+        )
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
-        print_summary(summary, out, err)
+        print_summary(summary, console(stderr=False), err)
     if not summary.status.ok:
         sys.exit(EXIT_INVALID)
     sys.exit(0 if summary.ok else 1)
@@ -167,18 +147,8 @@ def print_summary(summary: ReconcileSummary, out: Console, err: Console) -> None
     out.print(
         f"{report.objects[State.MIGRATED]} object(s) already current; "
         f"{format_size(summary.bytes_copied)} copied; "
-        f"{report.objects[State.APPLICATION]} of the application's own left alone",
-        highlight=False,
+        f"{report.objects[State.APPLICATION]} of the application's own left alone"
     )
     for action, key, reason in summary.examples:
-        err.print(f"{action.value} {key}: {reason}", highlight=False, markup=False)
-    for origin, reason in report.not_listable.items():
-        err.print(
-            f"origin {origin} was not listed ({reason}); give its keys with --keys",
-            highlight=False,
-            markup=False,
-        )
-    for key, reason in report.failure_examples[:5]:
-        err.print(f"could not examine {key}: {reason}", highlight=False, markup=False)
-    if report.error:
-        err.print(f"stopped early: {report.error}", highlight=False, markup=False)
+        err.print(f"{action.value} {key}: {reason}")
+    print_walk_problems(report, err)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["status"]
+__all__ = ["live_counts", "print_walk_problems", "status"]
 
 import json
 import sys
@@ -14,10 +14,14 @@ import click
 
 from backorigin.cli.common import (
     EXIT_INVALID,
-    config_argument,
+    console,
+    exit_on_interrupt,
+    keys_of,
     load_or_exit,
+    print_problems,
     s3_overrides,
     setup_logging,
+    walk_options,
 )
 from backorigin.config.units import format_size
 
@@ -25,9 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from backorigin.config import Config
-    from backorigin.prewarm import Entry, StatusReport
-
-EXIT_INTERRUPTED = 130
+    from backorigin.prewarm import StatusReport
 
 _LABELS = {
     "migrated": "migrated",
@@ -39,34 +41,8 @@ _LABELS = {
 }
 
 
-def keys_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``--keys FILE``: viewer keys to examine instead of listing the origins."""
-    decorated: Callable[..., Any] = click.option(
-        "--keys",
-        "keys_file",
-        type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-        help="Viewer keys to examine, one per line (- for standard input), instead of "
-        "listing the origins (for origins that cannot be listed, such as http).",
-    )(function)
-    return decorated
-
-
 @click.command()
-@config_argument
-@click.argument("prefix", required=False, default="")
-@keys_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every count.")
-@click.option(
-    "--concurrency",
-    "-j",
-    default=16,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="HEAD requests in flight.",
-)
-@click.option("--bucket", help="Bucket name (overrides bucket.name).")
-@click.option("--s3-endpoint", help="S3-compatible endpoint URL (overrides bucket.endpoint_url).")
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@walk_options(concurrency_help="HEAD requests in flight.")
 def status(
     config: str,
     prefix: str,
@@ -92,17 +68,12 @@ def status(
     setup_logging(verbose)
     loaded = s3_overrides(load_or_exit(config), bucket=bucket, endpoint_url=s3_endpoint)
     err = console(stderr=True)
-    out = console(stderr=False)
-    try:
-        with keys_of(keys_file) as keys:
-            report = run_status(loaded, prefix, keys, concurrency, err, live=not as_json)
-    except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
-        sys.exit(EXIT_INTERRUPTED)
+    with exit_on_interrupt(err), keys_of(keys_file) as keys:
+        report = run_status(loaded, prefix, keys, concurrency, err, live=not as_json)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        print_report(report, out, err)
+        print_report(report, console(stderr=False), err)
     sys.exit(exit_code(report))
 
 
@@ -111,20 +82,6 @@ def exit_code(report: StatusReport) -> int:
     if not report.ok:
         return EXIT_INVALID
     return 0 if report.complete else 1
-
-
-@contextmanager
-def keys_of(keys_file: str | None) -> Iterator[Iterator[str] | None]:
-    """The keys of ``--keys`` read lazily (None without it)."""
-    from backorigin.prewarm import read_keys
-
-    if keys_file is None:
-        yield None
-    elif keys_file == "-":
-        yield read_keys(sys.stdin)
-    else:
-        with open(keys_file, encoding="utf-8", newline="") as file:
-            yield read_keys(file)
 
 
 def run_status(
@@ -158,14 +115,14 @@ def live_counts(
     enabled: bool,
     title: str = "status",
     listed: Callable[[], int] | None = None,
-) -> Iterator[Callable[[Entry], None] | None]:
+) -> Iterator[None]:
     """A live line of counts per class, redrawn four times a second while the walk runs.
 
     ``listed`` reads how many objects the origins have listed so far: the listings are
     sorted before the comparison starts, so that number is what moves first.
     """
     if not enabled:
-        yield None
+        yield
         return
     from rich.live import Live
     from rich.text import Text
@@ -180,7 +137,7 @@ def live_counts(
         return Text(f"{title}: {counts}  ({origins}bucket listed {report.bucket_listed})")
 
     with Live(console=err, refresh_per_second=4, transient=True, get_renderable=render):
-        yield None  # the display reads the live counters itself
+        yield  # the display reads the live counters itself
 
 
 def _states() -> dict[Any, str]:
@@ -204,31 +161,24 @@ def print_report(report: StatusReport, out: Console, err: Console) -> None:
     out.print(table)
     out.print(
         f"migrated: {report.share_migrated:.1%} of {report.at_origin} origin object(s); "
-        f"{report.bucket_heads} HEAD(s) at the bucket, {report.origin_heads} at the origins",
-        highlight=False,
+        f"{report.bucket_heads} HEAD(s) at the bucket, {report.origin_heads} at the origins"
     )
     for state, examples in report.examples.items():
         if state.value in ("application",):
             continue
-        err.print(f"{_LABELS[state.value]} ({report.objects[state]}), e.g.:", highlight=False)
+        err.print(f"{_LABELS[state.value]} ({report.objects[state]}), e.g.:")
         for key, reason in examples[:5]:
-            err.print(f"  {key}  {reason}".rstrip(), highlight=False, markup=False)
-    for key, reason in report.failure_examples[:5]:
-        err.print(f"could not examine {key}: {reason}", highlight=False, markup=False)
-    for origin, reason in report.not_listable.items():
-        err.print(
-            f"origin {origin} was not listed ({reason}); give its keys with --keys",
-            highlight=False,
-            markup=False,
-        )
-    if report.error:
-        err.print(f"stopped early: {report.error}", highlight=False, markup=False)
+            err.print(f"  {key}  {reason}".rstrip())
+    print_walk_problems(report, err)
     if report.complete:
         out.print("complete: every origin object has a current copy in the bucket")
 
 
-def console(*, stderr: bool) -> Console:
-    """A console that never wraps keys mid-word."""
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+def print_walk_problems(report: StatusReport, err: Console) -> None:
+    """What kept the comparison from being complete, on standard error."""
+    print_problems(
+        err,
+        not_listable=report.not_listable,
+        failures=report.failure_examples,
+        error=report.error,
+    )
