@@ -205,7 +205,17 @@ class Body(io.RawIOBase):
         return bytes(self.read())
 
 
-def _body(data: bytes | bytearray | memoryview) -> IO[bytes]:
+_SMALL_BODY = 1024 * 1024
+
+
+def _body(data: bytes | bytearray | memoryview) -> bytes | IO[bytes]:
+    """What botocore is given to send: ``data`` itself, or a file over it.
+
+    botocore asks for ``Expect: 100-continue`` (one more round trip before the body) for
+    every file-like body, so a small body goes as ``bytes``: copying it costs less.
+    """
+    if len(data) <= _SMALL_BODY:
+        return data if isinstance(data, bytes) else bytes(data)
     return cast("IO[bytes]", Body(data))
 
 
