@@ -34,13 +34,15 @@ class DestinationIndex:
 
     Args:
         bucket: The bucket the copies go to.
-        budget_factor: A listing may read up to ``budget_factor x len(batch) + 1,000``
+        budget_factor: A listing may read up to ``budget_factor x len(batch) + allowance``
             entries before it gives up on the batch.
+        allowance: The entries any batch may list (one page).
     """
 
-    def __init__(self, bucket: Bucket, *, budget_factor: int = 4) -> None:
+    def __init__(self, bucket: Bucket, *, budget_factor: int = 4, allowance: int = 1_000) -> None:
         self.bucket = bucket
         self.budget_factor = budget_factor
+        self.allowance = allowance
         self.listings = 0
         """Batches answered by a listing."""
         self.fallbacks = 0
@@ -62,7 +64,7 @@ class DestinationIndex:
             return None
         wanted = set(keys)
         prefix = _common_prefix(min(wanted), max(wanted))
-        budget = self.budget_factor * len(wanted) + 1_000
+        budget = self.budget_factor * len(wanted) + self.allowance
         found: dict[str, int | None] = dict.fromkeys(wanted)
         listed = 0
         try:
