@@ -6,19 +6,19 @@ variant copies the whole set into a fresh bucket of one local SeaweedFS (S3 auth
 after the other, round by round (rotated order), with a ``sync`` and a short pause before each:
 
 * ``backorigin``  ``backorigin prewarm CONFIG --keys KEYS --concurrency N`` (the command as
-                  shipped: worker threads through the copy engine, one engine, leases and all);
+                  shipped: worker threads through the copy engine);
 * ``rclone``      ``rclone copy :http: :s3:BUCKET --files-from KEYS --no-traverse
-                  --transfers N --checkers N`` (rclone HEADs and GETs the source, HEADs the
-                  destination twice and PUTs it);
-* ``prototype``   (optional, ``--variants``) the same worker pool over a copy engine that skips
-                  the single-flight lease for objects that fit one PUT: a measurement of the
-                  engine change proposed in the prewarm report, not shipped code.
+                  --transfers N --checkers N``.
 
 Every variant is timed as a whole process (start-up included; rclone starts in ~50 ms, a
 Python CLI in ~0.5 s, reported separately). Each run's client CPU, SeaweedFS CPU, origin CPU
 and the machine's busy cores are recorded, since on a 2-core machine they explain the result.
 Every object is checked afterwards (all present, every size, and the MD5 of every object
 against the source), outside the timing; the bucket is then emptied.
+
+Then, untimed, each variant copies a sample of the objects (``--count-sample``, 200 by default)
+once more through two counting proxies (``counting_proxy.py``), one in front of the origin and
+one in front of SeaweedFS, and the report gives the requests per object on each side, by kind.
 
 Nothing here asserts a timing: it measures and reports Markdown (stdout, ``--markdown-out``,
 or appended as the ``## Prewarm`` section of ``benchmarks/RESULTS.md`` with
@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -53,6 +54,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from counting_proxy import CountingProxy, s3_kind
 
 from backorigin.config.units import parse_size
 from backorigin.local.embedded_s3 import EmbeddedS3
@@ -63,7 +65,7 @@ RESULTS = HERE / "RESULTS.md"
 ACCESS_KEY = "benchmark"
 SECRET_KEY = "benchmark-secret-key"  # noqa: S105 - a throwaway identity of a local server
 TICKS = os.sysconf("SC_CLK_TCK")
-VARIANTS = ("backorigin", "rclone", "prototype")
+VARIANTS = ("backorigin", "rclone")
 
 
 # --- measurements -------------------------------------------------------------------------------
@@ -236,15 +238,7 @@ def command(
             str(concurrency),
         ]
         return argv, env
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--prototype-worker",
-        str(config),
-        str(dataset.key_file),
-        str(concurrency),
-    ]
-    return argv, env
+    raise ValueError(f"unknown variant {variant!r}")
 
 
 def measure(
@@ -327,8 +321,6 @@ def _inner_seconds(variant: str, stdout: str) -> float | None:
     if variant == "backorigin":
         match = re.search(r"^\s+seconds\s+([\d.]+)\s*$", stdout, re.M)
         return float(match.group(1)) if match else None
-    if variant == "prototype":
-        return float(json.loads(stdout.splitlines()[-1])["seconds"])
     return None
 
 
@@ -363,61 +355,68 @@ def empty(s3: Any, bucket: str) -> None:
     s3.delete_bucket(Bucket=bucket)
 
 
-# --- the prototype engine (measurement only) ----------------------------------------------------
+# --- requests per object ------------------------------------------------------------------------
 
 
-def prototype_worker(config_path: str, key_file: str, concurrency: int) -> None:
-    """Run the local worker pool over a CopyEngine that copies single-PUT objects lease-free.
+def count_requests(
+    variant: str,
+    *,
+    workdir: Path,
+    s3: Any,
+    seaweed: EmbeddedS3,
+    origin: Origin,
+    dataset: Dataset,
+    sample: int,
+    concurrency: int,
+) -> tuple[Counter[str], Counter[str], int]:
+    """Copy ``sample`` objects through counting proxies; the origin's and S3's counts."""
+    keys = dataset.keys[:sample]
+    key_file = workdir / f"sample-{variant}.txt"
+    key_file.write_text("".join(k + "\n" for k in keys))
+    subset = Dataset(keys, dataset.size, dataset.md5, key_file, dataset.routes_file)
+    bucket = f"count-{variant}-{os.getpid()}"
+    s3.create_bucket(Bucket=bucket)
+    origin_proxy = CountingProxy(origin.url)
+    s3_proxy = CountingProxy(seaweed.url, s3_kind)
+    try:
+        argv, env = command(
+            variant,
+            workdir=workdir,
+            bucket=bucket,
+            s3_url=s3_proxy.url.rstrip("/"),
+            origin_url=origin_proxy.url,
+            dataset=subset,
+            concurrency=concurrency,
+        )
+        s3_proxy.take()  # the bucket's creation is not the tool's
+        done = subprocess.run(argv, env=env, capture_output=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise RuntimeError(f"{variant} failed: {done.stderr.decode()[-2000:]}")
+        counted = origin_proxy.take(), s3_proxy.take()
+    finally:
+        origin_proxy.stop()
+        s3_proxy.stop()
+    verify(s3, bucket, subset)
+    empty(s3, bucket)
+    return counted[0], counted[1], len(keys)
 
-    This is the engine change the prewarm report proposes, written against the engine's
-    private steps only to measure it: route, S3 HEAD, origin HEAD, GET, conditional PUT
-    (``If-None-Match: *``), so 2 S3 requests per object instead of 5. Anything else (a miss,
-    a large object, an error) takes the shipped path.
-    """
-    from backorigin.config import load_config
-    from backorigin.keys import bucket_key
-    from backorigin.prewarm import Job, LocalPrewarm, read_keys
-    from backorigin.transfer import CopyEngine, CopyOutcome, CopyResult
-    from backorigin.transfer.bucket import Exists, make_s3_client
-    from backorigin.transfer.plan import part_size_for
 
-    class LeaseFreeSmallObjects(CopyEngine):
-        def copy(self, key: str, *, deadline: float | None = None) -> CopyResult:
-            started = time.monotonic()
-            try:
-                route = self.router.route(key)
-                s3_key = bucket_key(self.config, key)
-                if self.bucket.head(s3_key) is not None:
-                    return CopyResult(key, CopyOutcome.EXISTS, s3_key=s3_key)
-                found = self._locate(route)
-            except Exception:
-                return super().copy(key, deadline=deadline)
-            if found is None:
-                return super().copy(key, deadline=deadline)
-            target, info = found
-            part = part_size_for(info.size, self.config.transfer.part_size)
-            if info.size > part or info.size > self.config.transfer.max_object_size:
-                return super().copy(key, deadline=deadline)
-            try:
-                self._copy_single(target, info, s3_key)
-            except Exists:
-                return CopyResult(key, CopyOutcome.EXISTS, s3_key=s3_key)
-            except Exception as exc:
-                return CopyResult(key, CopyOutcome.FAILED, reason=str(exc))
-            seconds = time.monotonic() - started
-            return CopyResult(key, CopyOutcome.COPIED, bytes=info.size, seconds=seconds)
-
-    config = load_config(config_path)
-    client = make_s3_client(config.bucket, max_pool_connections=concurrency + 12)
-    engine = LeaseFreeSmallObjects(config, s3_client=client)
-    runner = LocalPrewarm(engine, concurrency=concurrency)
-    started = time.monotonic()
-    with open(key_file, encoding="utf-8") as file:
-        tally = runner.run(Job(key) for key in read_keys(file))
-    seconds = time.monotonic() - started
-    engine.close()
-    print(json.dumps({"seconds": seconds, "counts": {k.value: v for k, v in tally.counts.items()}}))
-    sys.exit(0 if tally.ok else 1)
+def requests_table(counts: dict[str, tuple[Counter[str], Counter[str], int]]) -> list[str]:
+    """Markdown: requests per object at the origin and at S3, per variant and kind."""
+    lines = [
+        "| variant | objects | origin requests / object | S3 requests / object | by kind |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, (at_origin, at_s3, objects) in counts.items():
+        kinds = ", ".join(
+            f"{kind} {n / objects:.2f}"
+            for kind, n in sorted({**at_origin, **{f"S3 {k}": v for k, v in at_s3.items()}}.items())
+        )
+        lines.append(
+            f"| {variant} | {objects} | {sum(at_origin.values()) / objects:.2f} "
+            f"| {sum(at_s3.values()) / objects:.2f} | {kinds} |"
+        )
+    return lines
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -508,15 +507,15 @@ def rounds(variants: Sequence[str], count: int) -> Iterator[tuple[int, str]]:
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--prototype-worker":
-        prototype_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--size", type=parse_size, default=64 * 1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--variants", default="backorigin,rclone")
+    parser.add_argument(
+        "--count-sample", type=int, default=200, help="objects per request-counting pass (0: none)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--markdown-out", type=Path)
     parser.add_argument("--json-out", type=Path)
@@ -531,6 +530,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="prewarm-bench-", dir=args.workdir))
     runs: list[Run] = []
+    counts: dict[str, tuple[Counter[str], Counter[str], int]] = {}
     try:
         dataset = make_dataset(workdir, args.objects, args.size)
         origin = Origin(dataset.routes_file)
@@ -559,6 +559,17 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
+            for variant in variants if args.count_sample > 0 else []:
+                counts[variant] = count_requests(
+                    variant,
+                    workdir=workdir,
+                    s3=s3,
+                    seaweed=seaweed,
+                    origin=origin,
+                    dataset=dataset,
+                    sample=args.count_sample,
+                    concurrency=args.concurrency,
+                )
         finally:
             seaweed.stop()
             origin.stop()
@@ -573,6 +584,17 @@ def main() -> None:
         argv=[".venv/bin/python", "benchmarks/prewarm_bench.py", *sys.argv[1:]],
         loads=(load_before, os.getloadavg()[0]),
     )
+    if counts:
+        report += "\n".join(
+            [
+                "",
+                "Requests per object (an untimed pass through counting proxies, "
+                f"{args.count_sample} objects each):",
+                "",
+                *requests_table(counts),
+                "",
+            ]
+        )
     print(report)
     if args.markdown_out:
         args.markdown_out.write_text(report)
