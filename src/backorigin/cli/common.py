@@ -6,6 +6,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_INVALID",
+    "WalkArguments",
     "bucket_client_or_exit",
     "bucket_options",
     "concurrency_option",
@@ -25,10 +26,12 @@ __all__ = [
     "walk_options",
 ]
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -83,27 +86,67 @@ def keys_option(help: str) -> Callable[[F], F]:
     return decorate
 
 
-def walk_options(*, concurrency_help: str) -> Callable[[F], F]:
-    """What the commands that walk the origins and the bucket (status, reconcile) take.
+@dataclass(frozen=True)
+class WalkArguments:
+    """The arguments of a command that walks the origins and the bucket (status, reconcile).
 
-    ``CONFIG [PREFIX]``, ``--keys FILE``, ``--json``, ``-j/--concurrency N`` (16 by default),
-    the bucket overrides and ``-v``.
+    Attributes:
+        config: The config file.
+        prefix: Only viewer keys starting with this.
+        keys_file: ``--keys``: viewer keys to examine instead of listing the origins.
+        as_json: ``--json``.
+        concurrency: ``-j/--concurrency``.
+        bucket: ``--bucket``.
+        s3_endpoint: ``--s3-endpoint``.
+        verbose: ``-v`` count.
     """
 
-    def decorate(function: F) -> F:
+    config: str
+    prefix: str
+    keys_file: str | None
+    as_json: bool
+    concurrency: int
+    bucket: str | None
+    s3_endpoint: str | None
+    verbose: int
+
+    def load(self) -> Config:
+        """Set up logging; the config with the bucket overrides applied (exits when invalid)."""
+        setup_logging(self.verbose)
+        loaded = load_or_exit(self.config)
+        return s3_overrides(loaded, bucket=self.bucket, endpoint_url=self.s3_endpoint)
+
+    def keys(self) -> AbstractContextManager[Iterator[str] | None]:
+        """The keys of ``--keys``, read lazily (None without it)."""
+        return keys_of(self.keys_file)
+
+
+def walk_options(*, concurrency_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``CONFIG [PREFIX]``, ``--keys FILE``, ``--json``, ``-j/--concurrency N`` (16 by default),
+    the bucket overrides and ``-v``, handed to the command as one :class:`WalkArguments`.
+
+    The command takes the :class:`WalkArguments` first, then its own options by name.
+    """
+    names = [f.name for f in fields(WalkArguments)]
+
+    def decorate(function: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(function)
+        def command(**params: Any) -> None:
+            function(WalkArguments(**{name: params.pop(name) for name in names}), **params)
+
         # Applied innermost first: the help lists them in the reverse of this order.
-        function = verbose_option(function)
-        function = bucket_options(function)
-        function = concurrency_option(default=16, help=concurrency_help)(function)
-        function = click.option(
+        command = verbose_option(command)
+        command = bucket_options(command)
+        command = concurrency_option(default=16, help=concurrency_help)(command)
+        command = click.option(
             "--json", "as_json", is_flag=True, help="Print one JSON object with every count."
-        )(function)
-        function = keys_option(
+        )(command)
+        command = keys_option(
             "Viewer keys to examine, one per line (- for standard input), instead of listing "
             "the origins (for origins that cannot be listed, such as http)."
-        )(function)
-        function = click.argument("prefix", required=False, default="")(function)
-        return config_argument(function)
+        )(command)
+        command = click.argument("prefix", required=False, default="")(command)
+        return config_argument(command)
 
     return decorate
 

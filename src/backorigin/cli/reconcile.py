@@ -13,12 +13,9 @@ import click
 
 from backorigin.cli.common import (
     EXIT_INVALID,
+    WalkArguments,
     console,
     exit_on_interrupt,
-    keys_of,
-    load_or_exit,
-    s3_overrides,
-    setup_logging,
     walk_options,
 )
 from backorigin.cli.status import live_counts, print_walk_problems
@@ -41,19 +38,7 @@ if TYPE_CHECKING:
 @click.option("--dry-run", is_flag=True, help="Print what would be done; write and send nothing.")
 @click.option("--queue-url", help="Send copies and refreshes to this SQS copy queue instead.")
 @walk_options(concurrency_help="Copies (or SendMessageBatch calls) and HEAD requests in flight.")
-def reconcile(
-    config: str,
-    prefix: str,
-    keys_file: str | None,
-    as_json: bool,
-    concurrency: int,
-    bucket: str | None,
-    s3_endpoint: str | None,
-    verbose: int,
-    deletes: str,
-    dry_run: bool,
-    queue_url: str | None,
-) -> None:
+def reconcile(args: WalkArguments, deletes: str, dry_run: bool, queue_url: str | None) -> None:
     """Bring the bucket in step with the origins under PREFIX.
 
     Compares as status does, then copies what is missing, refreshes stale copies and, with
@@ -71,35 +56,34 @@ def reconcile(
     from backorigin.prewarm import StatusReport
     from backorigin.prewarm import reconcile as run_reconcile
 
-    setup_logging(verbose)
-    loaded = s3_overrides(load_or_exit(config), bucket=bucket, endpoint_url=s3_endpoint)
+    loaded = args.load()
     err = console(stderr=True)
     lock = threading.Lock()
 
     def on_action(action: Action, entry: Entry) -> None:
-        if dry_run and not as_json:
+        if dry_run and not args.as_json:
             with lock:  # data for other tools: tab-separated, never reformatted
                 click.echo(f"{action.value}\t{entry.key}\t{entry.reason or ''}".rstrip("\t"))
 
-    shown = StatusReport(prefix=prefix)  # the live display's counts
-    live = not as_json and not dry_run and err.is_terminal
+    shown = StatusReport(prefix=args.prefix)  # the live display's counts
+    live = not args.as_json and not dry_run and err.is_terminal
     with (
         exit_on_interrupt(err),
-        keys_of(keys_file) as keys,
+        args.keys() as keys,
         live_counts(err, shown, enabled=live, title="reconcile"),
     ):
         summary = run_reconcile(
             loaded,
-            prefix,
+            args.prefix,
             keys=keys,
             deletes="delete" if deletes == "delete" else "keep",
             dry_run=dry_run,
             queue_url=queue_url,
-            concurrency=concurrency,
+            concurrency=args.concurrency,
             on_action=on_action,
             on_entry=shown.add,
         )
-    if as_json:
+    if args.as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
         print_summary(summary, console(stderr=False), err)

@@ -14,13 +14,10 @@ import click
 
 from backorigin.cli.common import (
     EXIT_INVALID,
+    WalkArguments,
     console,
     exit_on_interrupt,
-    keys_of,
-    load_or_exit,
     print_problems,
-    s3_overrides,
-    setup_logging,
     walk_options,
 )
 from backorigin.config.units import format_size
@@ -43,16 +40,7 @@ _LABELS = {
 
 @click.command()
 @walk_options(concurrency_help="HEAD requests in flight.")
-def status(
-    config: str,
-    prefix: str,
-    keys_file: str | None,
-    as_json: bool,
-    concurrency: int,
-    bucket: str | None,
-    s3_endpoint: str | None,
-    verbose: int,
-) -> None:
+def status(args: WalkArguments) -> None:
     """Compare the origins with the bucket under PREFIX and count each class of object.
 
     The origins' listings (mapped to viewer keys through the routes, as prewarm --list does)
@@ -65,12 +53,11 @@ def status(
     Exits 0 when nothing is missing or stale, 1 otherwise, 2 when something could not be
     examined (an origin that cannot be listed: give its keys with --keys FILE).
     """
-    setup_logging(verbose)
-    loaded = s3_overrides(load_or_exit(config), bucket=bucket, endpoint_url=s3_endpoint)
+    loaded = args.load()
     err = console(stderr=True)
-    with exit_on_interrupt(err), keys_of(keys_file) as keys:
-        report = run_status(loaded, prefix, keys, concurrency, err, live=not as_json)
-    if as_json:
+    with exit_on_interrupt(err), args.keys() as keys:
+        report = run_status(loaded, args.prefix, keys, args.concurrency, err, live=not args.as_json)
+    if args.as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         print_report(report, console(stderr=False), err)
