@@ -26,7 +26,7 @@ construction. Rewrites are not always invertible; what happens then:
 
 from __future__ import annotations
 
-__all__ = ["Job", "Scan", "Walk", "plan_scans", "routable", "viewer_keys"]
+__all__ = ["Job", "Scan", "Walk", "WalkCounts", "plan_scans", "routable", "viewer_keys"]
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -180,11 +180,9 @@ def viewer_keys(config: Config, router: Router, origin: str, origin_key: str) ->
 
 
 @dataclass
-class Walk:
-    """Lists the origins and yields :class:`Job` s for the viewer keys under a prefix.
-
-    Iterate it once. The counters are updated as the walk goes, so a progress display can read
-    them while it runs.
+class WalkCounts:
+    """What a walk of the origins has seen so far; updated as it goes, so that a progress
+    display can read it while the walk runs.
 
     Args:
         config: The configuration whose routes map keys.
@@ -193,13 +191,13 @@ class Walk:
 
     Attributes:
         listed: Objects the origins listed.
-        jobs: Jobs produced.
-        aliases: Jobs beyond the first for one origin object (several viewer keys reach it).
+        jobs: Viewer keys produced.
+        bytes: Sum of the listed sizes of the produced keys.
         unreachable: Listed objects no viewer key reaches (skipped).
+        unreachable_bytes: Their listed sizes.
+        unreachable_examples: A few ``(origin, origin key)`` of them.
         duplicates: Viewer keys listed at more than one origin (produced once).
-        unreachable_examples: A few ``(origin, origin key)`` of the unreachable objects.
         not_listable: Origins that cannot be listed, with the reason (their keys are missing).
-        bytes: Sum of the listed sizes of the produced jobs.
     """
 
     config: Config
@@ -207,12 +205,37 @@ class Walk:
     prefix: str = ""
     listed: int = 0
     jobs: int = 0
-    aliases: int = 0
-    unreachable: int = 0
-    duplicates: int = 0
     bytes: int = 0
+    unreachable: int = 0
+    unreachable_bytes: int = 0
+    duplicates: int = 0
     unreachable_examples: list[tuple[str, str]] = field(default_factory=list)
     not_listable: dict[str, str] = field(default_factory=dict)
+
+    def _skip_unreachable(self, origin: str, info: ObjectInfo) -> None:
+        """Count a listed object no viewer key reaches."""
+        self.unreachable += 1
+        self.unreachable_bytes += info.size
+        if len(self.unreachable_examples) < _EXAMPLES:
+            self.unreachable_examples.append((origin, info.key))
+
+    def _skip_origin(self, origin: str, exc: NotSupported) -> None:
+        """Note an origin that cannot be listed (its keys must come from a keys file)."""
+        log.warning("origin %s cannot be listed: %s", origin, exc)
+        self.not_listable[origin] = str(exc)
+
+
+@dataclass
+class Walk(WalkCounts):
+    """Lists the origins and yields :class:`Job` s for the viewer keys under a prefix.
+
+    Iterate it once; the counters (:class:`WalkCounts`) move as it goes.
+
+    Attributes:
+        aliases: Jobs beyond the first for one origin object (several viewer keys reach it).
+    """
+
+    aliases: int = 0
 
     def scans(self) -> list[Scan]:
         """The listings this walk runs, in order."""
@@ -237,9 +260,7 @@ class Walk:
                         if key.startswith(self.prefix)
                     ]
                     if not keys:
-                        self.unreachable += 1
-                        if len(self.unreachable_examples) < _EXAMPLES:
-                            self.unreachable_examples.append((scan.origin, info.key))
+                        self._skip_unreachable(scan.origin, info)
                         continue
                     self.aliases += len(keys) - 1
                     for key in keys:
@@ -252,8 +273,7 @@ class Walk:
                         self.bytes += info.size
                         yield Job(key, scan.origin, info)
             except NotSupported as exc:
-                log.warning("origin %s cannot be listed: %s", scan.origin, exc)
-                self.not_listable[scan.origin] = str(exc)
+                self._skip_origin(scan.origin, exc)
 
 
 def routable(

@@ -36,24 +36,23 @@ from __future__ import annotations
 __all__ = ["OrderedJob", "OrderedWalk", "Stream", "plan_streams"]
 
 import heapq
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
 
-from backorigin.adapters import OriginAdapter
 from backorigin.config.models import Config
 from backorigin.errors import NotSupported
 from backorigin.keys import Router, Target, is_reserved
 from backorigin.prewarm.extsort import SortStats, sorted_by_key
-from backorigin.prewarm.listing import _inverse, _rules_under, _targets, viewer_keys
+from backorigin.prewarm.listing import (
+    WalkCounts,
+    _inverse,
+    _rules_under,
+    _targets,
+    viewer_keys,
+)
 from backorigin.types import ObjectInfo
-
-log = logging.getLogger("backorigin.prewarm")
-
-_EXAMPLES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,51 +129,29 @@ def plan_streams(config: Config, prefix: str = "") -> list[Stream]:
 
 
 @dataclass
-class OrderedWalk:
+class OrderedWalk(WalkCounts):
     """Lists the origins and yields :class:`OrderedJob` s in viewer-key order, each key once.
 
-    Iterate it once. The counters are updated as the walk goes (a progress display reads
-    them). ``max_buffered`` and :attr:`sort` show the state: at most one pending entry per
-    stream in the merge, and at most ``run_size`` per stream in the sorts, whatever the
-    number of objects.
+    Iterate it once; the counters (:class:`~backorigin.prewarm.listing.WalkCounts`) move as
+    it goes, ``listed`` counting each object once even if several streams read it.
+    ``max_buffered`` and :attr:`sort` show the state: at most one pending entry per stream in
+    the merge, and at most ``run_size`` per stream in the sorts, whatever the number of
+    objects.
 
     Args:
-        config: The configuration whose routes map keys.
-        adapter: Returns the adapter of an origin by name.
-        prefix: Only viewer keys starting with this are produced.
         run_size: Entries a stream sorts in memory before it spills a run to disk.
         spill_dir: Where spilled runs go (the system's temporary directory by default).
 
     Attributes:
-        listed: Objects the origins listed (each counted once, even if several streams read
-            it).
-        jobs: Viewer keys produced.
-        bytes: Sum of the listed sizes of the produced keys.
-        unreachable: Listed objects no viewer key reaches.
-        unreachable_bytes: Their listed sizes.
-        unreachable_examples: A few ``(origin, origin key)`` of them.
-        duplicates: Viewer keys produced by more than one stream (produced once).
-        not_listable: Origins that cannot be listed, with the reason.
         buffered: Entries the merge holds right now.
         max_buffered: The most it ever held.
         sort: What the streams' sorts hold in memory and spilled.
     """
 
-    config: Config
-    adapter: Callable[[str], OriginAdapter[Any]]
-    prefix: str = ""
     run_size: int = 50_000
     spill_dir: str | None = None
-    listed: int = 0
-    jobs: int = 0
-    bytes: int = 0
-    unreachable: int = 0
-    unreachable_bytes: int = 0
-    duplicates: int = 0
     buffered: int = 0
     max_buffered: int = 0
-    unreachable_examples: list[tuple[str, str]] = field(default_factory=list)
-    not_listable: dict[str, str] = field(default_factory=dict)
     sort: SortStats = field(default_factory=SortStats)
 
     def streams(self) -> list[Stream]:
@@ -259,17 +236,13 @@ class OrderedWalk:
         except NotSupported as exc:
             if started:
                 raise
-            log.warning("origin %s cannot be listed: %s", stream.origin, exc)
-            self.not_listable[stream.origin] = str(exc)
+            self._skip_origin(stream.origin, exc)
 
     def _count(self, origin: str, info: ObjectInfo, router: Router) -> None:
         self.listed += 1
         keys = [k for k in viewer_keys(self.config, router, origin, info.key) if k]
         if not any(k.startswith(self.prefix) for k in keys):
-            self.unreachable += 1
-            self.unreachable_bytes += info.size
-            if len(self.unreachable_examples) < _EXAMPLES:
-                self.unreachable_examples.append((origin, info.key))
+            self._skip_unreachable(origin, info)
 
 
 _Row = tuple[str, int, str, int, str | None, str | None, datetime | None]
