@@ -499,3 +499,25 @@ def test_a_copy_told_the_key_is_absent_reads_its_first_part_from_the_describing_
 def _no_aws_env_leak() -> Iterator[None]:
     yield
     assert "AWS_PROFILE" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "signed"),
+    [
+        (None, False),
+        ("https://s3.example.com", False),
+        ("http://127.0.0.1:9000", False),
+        ("http://localhost:9000", False),
+        ("http://[::1]:9000", False),
+        ("http://s3.internal.example:9000", True),
+        ("http://10.0.0.5:9000", True),
+    ],
+)
+def test_bodies_are_hashed_into_the_signature_only_off_tls_and_off_host(
+    endpoint: str | None, signed: bool
+) -> None:
+    from backorigin.config.models import BucketConfig
+    from backorigin.transfer.bucket import make_s3_client
+
+    client = make_s3_client(BucketConfig(name="bucket", endpoint_url=endpoint, region="us-east-1"))
+    assert client.meta.config.s3["payload_signing_enabled"] is signed
