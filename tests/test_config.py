@@ -88,8 +88,8 @@ def test_full_format_from_the_docs() -> None:
 def test_defaults() -> None:
     config = load_config(BASE)
     assert config.routes == []
-    assert config.transfer.part_size == 16 * 1024**2
-    assert config.transfer.concurrency == 8
+    assert config.transfer.part_size == 8 * 1024**2
+    assert config.transfer.concurrency == 4
     assert config.edge.failover_status == [403, 404]
     assert config.edge.negative_ttl == 30.0
     assert config.bucket.prefix == ""

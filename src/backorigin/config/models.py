@@ -167,12 +167,19 @@ class CopyConfig(Strict):
     """How objects are copied into S3."""
 
     part_size: ByteSize = Field(
-        default=16 * 1024**2,
+        default=8 * 1024**2,
         ge=MIN_PART_SIZE,
         le=MAX_PART_SIZE,
         description="Multipart part size (5MiB..5GiB); grows for objects needing >10,000 parts.",
     )
-    concurrency: int = Field(default=8, ge=1, le=64, description="Parallel part transfers.")
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "Parts read and uploaded at once; memory is about (concurrency + 2) x part_size."
+        ),
+    )
     max_object_size: ByteSize = Field(
         default=MAX_OBJECT_SIZE,
         ge=0,
