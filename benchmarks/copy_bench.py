@@ -20,7 +20,7 @@ reports (Markdown on stdout or ``--markdown-out``, raw runs with ``--json-out``)
 Example (the full set: 1 GiB three times for throughput, 256 MiB and 2 GiB once for RSS)::
 
     .venv/bin/python benchmarks/copy_bench.py --size 1GiB:3 --size 256MiB:1 --size 2GiB:1 \\
-        --engine 16MiB:8 --engine 16MiB:3
+        --engine 8MiB:4 --engine 16MiB:8
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config as BotoConfig
 
+from backorigin.config.models import CopyConfig
 from backorigin.config.units import parse_size
 from backorigin.local.embedded_s3 import EmbeddedS3
 
@@ -102,8 +103,8 @@ class EngineSetting:
 
     @property
     def rss_bound(self) -> int:
-        """The memory bound in bytes: 3 * part_size * concurrency + 100 MiB."""
-        return 3 * self.part_size * self.concurrency + 100 * MiB
+        """The memory bound in bytes: (concurrency + 2) * part_size + 100 MiB."""
+        return (self.concurrency + 2) * self.part_size + 100 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,7 +624,7 @@ def targets_report(summaries: dict[str, Summary]) -> list[str]:
     best_write = min(writes.values(), key=lambda s: s.seconds) if writes else None
     lines = [
         "| backorigin | vs (a) ≥1.5x | vs (b) ≥1.2x | vs (c) ≥1.0x | copy ≤ 1.25xmax(read, "
-        "write same setting) | vs best write-only | peak RSS ≤ 3·part·conc+100 MiB |",
+        "write same setting) | vs best write-only | peak RSS ≤ (conc+2)·part+100 MiB |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in engines:
@@ -747,7 +748,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--engine",
         type=EngineSetting.parse,
         action="append",
-        help="engine PART_SIZE:CONCURRENCY (repeatable; default 16MiB:8, the config default)",
+        help="engine PART_SIZE:CONCURRENCY (repeatable; default: the config's defaults)",
     )
     parser.add_argument(
         "--variants",
@@ -775,7 +776,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.size = args.size or [SizeSpec(1024 * MiB, None)]
-    args.engine = args.engine or [EngineSetting(16 * MiB, 8)]
+    defaults = CopyConfig()
+    args.engine = args.engine or [EngineSetting(defaults.part_size, defaults.concurrency)]
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(args.variants) - set(ALL_VARIANTS)
     if unknown:
