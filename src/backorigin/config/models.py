@@ -156,12 +156,6 @@ class RouteConfig(Strict):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    def matches(self, key: str) -> bool:
-        """Whether ``key`` falls under this route."""
-        if not key.startswith(self.prefix):
-            return False
-        return not self.suffix or any(key.endswith(s) for s in self.suffix)
-
 
 class CopyConfig(Strict):
     """How objects are copied into S3."""
