@@ -262,3 +262,22 @@ def test_the_serve_command_prints_the_counts_when_it_stops(
         f"{size} copied"
     )
     assert lines[5].startswith("copy queue: 1 enqueued, 0 unfinished (0 in flight), 0 dead-")
+
+
+def test_only_the_latest_copy_results_are_kept_while_the_counters_count_every_copy(
+    bucket: str, seaweedfs: Any, s3_client: Any, origin: HttpOriginServer
+) -> None:
+    config = config_for(bucket, seaweedfs, origin)
+    keys = [f"img/kept-{n}.bin" for n in range(3)]
+    for key in keys:
+        origin.put(f"counted/{key}", payload(1000, key))
+    with LocalCloudFront(config, s3_client=s3_client, port=0, workers=2, recent_copies=2) as server:
+        for key in keys:
+            assert request(server, f"/{key}").status == 200
+        assert server.queue.join(timeout=60), "the copies did not finish"
+        kept = server.copies
+        stats = server.stats()
+    assert stats.copies[CopyOutcome.COPIED] == 3
+    assert len(kept) == 2
+    assert {result.key for result in kept} < set(keys)
+    assert all(result.outcome is CopyOutcome.COPIED for result in kept)

@@ -33,6 +33,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,6 +179,9 @@ class LocalCloudFront(Service):
         wrap_edge: Given the edge handler built by
             :func:`~backorigin.handlers.edge.make_edge_handler` (wired to the local queue),
             returns the handler to run; for observing or altering the function in tests.
+        recent_copies: How many of the latest copy results :attr:`copies` keeps. The
+            counters (:meth:`stats`) count every copy; this only bounds the detail kept, so
+            a server that runs for weeks holds no more than this many results.
     """
 
     def __init__(
@@ -194,7 +198,10 @@ class LocalCloudFront(Service):
         strict_origins: bool = False,
         expose_provenance: bool = False,
         wrap_edge: Callable[[EdgeFunction], EdgeFunction] | None = None,
+        recent_copies: int = 1000,
     ) -> None:
+        if recent_copies < 0:
+            raise ValueError("recent_copies must not be negative")
         if not config.bucket.name:
             raise ValueError("bucket.name must be set to serve")
         if not default_root_object.strip("/"):
@@ -225,7 +232,8 @@ class LocalCloudFront(Service):
             config, queue_url=LocalQueue.url, sqs_client=self.queue, secrets=secrets
         )
         self.edge = wrap_edge(edge) if wrap_edge is not None else edge
-        self.copies: list[CopyResult] = []
+        self._copies: deque[CopyResult] = deque(maxlen=recent_copies)
+        self._copies_lock = threading.Lock()
         self._flights: dict[tuple[str, ...], _Flight] = {}
         self._secondary = self._default_secondary()
         self._warned_origins: set[str] = set()
@@ -235,6 +243,16 @@ class LocalCloudFront(Service):
         self._session: aiohttp.ClientSession | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def copies(self) -> list[CopyResult]:
+        """The latest copy results, oldest first: at most ``recent_copies`` of them.
+
+        A snapshot, safe to read while fetcher threads add to it; :meth:`stats` has the
+        counts of every copy since the server started.
+        """
+        with self._copies_lock:
+            return list(self._copies)
 
     @property
     def url(self) -> str:
@@ -783,7 +801,8 @@ class LocalCloudFront(Service):
         )
 
     def _log_copy(self, result: CopyResult) -> None:
-        self.copies.append(result)
+        with self._copies_lock:
+            self._copies.append(result)
         self.counters.copied(result)
         rate = result.bytes / result.seconds / 1e6 if result.bytes and result.seconds else 0.0
         reason = f" ({result.reason})" if result.reason and not result.outcome.ok else ""
