@@ -194,7 +194,12 @@ def test_the_edge_bundle_carries_its_plan(edge_bundle: Path, tmp_path: Path) -> 
     baked = edge_bundle / "backorigin" / "_baked"
     plan = json.loads((baked / "edge-plan.json").read_text())
     assert plan == json.loads(json.dumps(edge_plan(load_config(HTTP_CONFIG))))
-    assert plan["origins"]["web"]["lean"] is False  # bearer: signed by its adapter
+    # bearer: signed at the edge from the adapter's recipe, which names the secret only
+    assert plan["origins"]["web"]["lean"] is True
+    assert plan["origins"]["web"]["signing"] == {
+        "kind": "headers",
+        "headers": {"authorization": {"secret": {"env": "OLD_SITE_TOKEN"}, "prefix": "Bearer "}},
+    }
     fetcher = bundle(load_config(HTTP_CONFIG), tmp_path / "f", role="fetcher", install=False)
     assert not (fetcher / "backorigin" / "_baked" / "edge-plan.json").exists()
 

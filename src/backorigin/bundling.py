@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +47,7 @@ Arch = Literal["x86_64", "arm64"]
 BAKED_DIR = "_baked"
 """Directory inside the bundled ``backorigin`` package that holds the baked files."""
 
-EDGE_PLAN_FORMAT = 1
+EDGE_PLAN_FORMAT = 2
 """Layout version of :func:`edge_plan` (``backorigin.handlers.plan`` reads this version)."""
 
 # Auth modes that send nothing: an adapter in such a mode may still override ``sign``, so the
@@ -278,9 +279,12 @@ def edge_plan(config: Config) -> dict[str, Any]:
     It holds the routes, each origin's CloudFront origin and key prefix, and the edge
     settings, so the edge function can serve the S3 primary and route misses without
     pydantic or the config models. An origin is ``lean`` when its adapter uses the contract's
-    default ``origin_uri`` and signs nothing in its configured auth mode; other origins are
-    reached through their adapter, built from the baked config on first use. No secret is
-    resolved and no cloud SDK is loaded to build the plan.
+    default ``origin_uri`` and either signs nothing in its configured auth mode or declares an
+    edge signing recipe (:meth:`~backorigin.adapters.OriginAdapter.edge_recipe`, carried as
+    ``signing``: plain JSON with secret references, never values); other origins are reached
+    through their adapter, built from the baked config on first use. No secret is resolved to
+    build the plan, and no cloud SDK is loaded, except that an Azure origin signing with an
+    account key asks the installed SDK which REST version its SAS are made for.
 
     Raises:
         RegistryError: an origin's type has no registered adapter.
@@ -301,7 +305,7 @@ def edge_plan(config: Config) -> dict[str, Any]:
                 "protocol": spec.protocol,
                 "port": spec.port,
                 "prefix": origin.prefix,
-                "lean": _reached_without_adapter(adapter, OriginAdapter),
+                **_edge_reach(adapter, OriginAdapter),
             }
         finally:
             adapter.close()
@@ -323,6 +327,36 @@ def edge_plan(config: Config) -> dict[str, Any]:
         "negative_ttl": int(config.edge.negative_ttl),
         "forward_query": list(config.edge.forward_query),
     }
+
+
+def _edge_reach(adapter: Any, base: type[Any]) -> dict[str, Any]:
+    """``lean`` (the edge needs no adapter) and ``signing`` (the recipe it signs with, if any).
+
+    Raises:
+        BundleError: the adapter's recipe is of an unknown kind or is not JSON data.
+    """
+    if _reached_without_adapter(adapter, base):
+        return {"lean": True, "signing": None}
+    cls = type(adapter)
+    if cls.origin_uri is not base.origin_uri:
+        return {"lean": False, "signing": None}
+    recipe = cls.edge_recipe(adapter.config)
+    if recipe is None:
+        return {"lean": False, "signing": None}
+    from backorigin.adapters import EDGE_SIGNING_KINDS
+
+    kind = recipe.get("kind") if isinstance(recipe, Mapping) else None
+    if kind not in EDGE_SIGNING_KINDS:
+        raise BundleError(
+            f"{cls.__name__}.edge_recipe() is of kind {kind!r}; the edge applies "
+            f"{', '.join(sorted(EDGE_SIGNING_KINDS))}"
+        )
+    try:
+        # Through JSON, as the bundle carries it: only plain data survives unchanged.
+        signing = json.loads(json.dumps(recipe, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{cls.__name__}.edge_recipe() is not JSON data: {exc}") from None
+    return {"lean": True, "signing": signing}
 
 
 def _reached_without_adapter(adapter: Any, base: type[Any]) -> bool:

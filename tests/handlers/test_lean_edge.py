@@ -2,8 +2,9 @@
 
 A request to the S3 primary loads no pydantic, YAML, config models, CloudFront rules or SDK; a
 miss on an origin reached without signing routes from the baked plan and sends its copy job to
-SQS (moto's server) without boto3; only an origin that signs loads the config models (and the
-rules on which headers it must leave alone).
+SQS (moto's server) without boto3; a miss on an origin that signs from its adapter's edge
+recipe (a bearer token from the environment or from Secrets Manager) loads no config models,
+adapter or SDK either, only the rules on which headers it must leave alone.
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ origins:
     type: http
     base_url: https://old.example.com/static/
     auth: {mode: bearer, token: {secret: {env: OLD_SITE_TOKEN}}}
+  - name: vault
+    type: http
+    base_url: https://vault.example.com/
+    auth: {mode: bearer, token: {secret: {aws_secretsmanager: edge-token, key: token}}}
 routes:
   - {prefix: images/, origin: web, fallback: [legacy]}
+  - {prefix: vault/, origin: vault}
   - {prefix: "", origin: legacy}
 """
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -76,6 +82,10 @@ if QUEUE:
     signed = lambda_entry.edge(event("origin-request-secondary"), None)
     report["signed"] = signed["headers"]["authorization"][0]["value"]
     report["after_signed"] = loaded()
+    vault = event("origin-request-secondary")
+    vault["Records"][0]["cf"]["request"]["uri"] = "/vault/a.jpg"
+    report["vault"] = lambda_entry.edge(vault, None)["headers"]["authorization"][0]["value"]
+    report["after_vault"] = loaded()
 print(json.dumps(report))
 """
 
@@ -108,17 +118,35 @@ def sqs() -> Iterator[SimpleNamespace]:
         aws_secret_access_key="testing",
     )
     try:
-        yield SimpleNamespace(client=client, url=client.create_queue(QueueName="c")["QueueUrl"])
+        secrets = boto3.client(
+            "secretsmanager",
+            region_name="eu-west-1",
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        secrets.create_secret(Name="edge-token", SecretString='{"token": "from-the-vault"}')
+        yield SimpleNamespace(
+            client=client,
+            url=client.create_queue(QueueName="c")["QueueUrl"],
+            endpoint=f"http://{host}:{port}",
+        )
     finally:
         server.stop()
 
 
-def run(edge_bundle: Path, queue: str | None) -> dict[str, object]:
+def run(edge_bundle: Path, queue: str | None, endpoint: str = "") -> dict[str, object]:
     header = (
         f"BUNDLE = {str(edge_bundle)!r}\nEVENTS = {str(EVENTS)!r}\n"
         f"HEAVY = {HEAVY!r}\nQUEUE = {queue!r}\n"
     )
-    env = {**CREDENTIALS, "OLD_SITE_TOKEN": "lean-test-token", "PATH": "/usr/bin:/bin"}
+    env = {
+        **CREDENTIALS,
+        "OLD_SITE_TOKEN": "lean-test-token",
+        "PATH": "/usr/bin:/bin",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+    }
     result = subprocess.run(
         [sys.executable, "-c", header + SCRIPT], capture_output=True, text=True, env=env
     )
@@ -137,7 +165,7 @@ def test_a_primary_event_loads_no_config_and_no_sdk(edge_bundle: Path) -> None:
 
 
 def test_a_miss_enqueues_to_sqs_without_boto3(edge_bundle: Path, sqs: SimpleNamespace) -> None:
-    report = run(edge_bundle, sqs.url)
+    report = run(edge_bundle, sqs.url, sqs.endpoint)
     assert report["miss_origin"] == "storage.googleapis.com"
     assert report["answer_status"] == "200"
     assert report["after_miss"] == []  # no models, no YAML, no SDK
@@ -147,9 +175,9 @@ def test_a_miss_enqueues_to_sqs_without_boto3(edge_bundle: Path, sqs: SimpleName
     (metrics,) = report["printed"]  # type: ignore[misc]
     assert metrics["CopiesEnqueued"] == 1
     assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "backorigin"
-    # An origin that signs loads the config models, on its first request only.
+    # An origin that signs from its recipe loads no config models, adapter or SDK: the
+    # secret comes from the environment, or from Secrets Manager without boto3.
     assert report["signed"] == "Bearer lean-test-token"
-    after = report["after_signed"]
-    assert isinstance(after, list)
-    assert "pydantic" in after
-    assert not {"boto3", "botocore", "yaml"} & set(after)
+    assert report["after_signed"] == ["backorigin.cloudfront_rules"]
+    assert report["vault"] == "Bearer from-the-vault"
+    assert report["after_vault"] == ["backorigin.cloudfront_rules"]

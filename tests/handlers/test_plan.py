@@ -21,6 +21,8 @@ BUILT_IN = sorted(
 )
 # Auth modes in which the edge reaches an origin with the contract's defaults.
 UNSIGNED = {"anonymous", "none"}
+# Auth modes the built-in adapters sign at the edge from a recipe (no adapter needed).
+RECIPES = {"basic", "bearer", "headers", "sas", "account_key", "connection_string", "hmac"}
 
 ROUTED = """\
 bucket: {name: media-new, region: eu-west-1}
@@ -90,8 +92,9 @@ def test_origins_match_their_adapters(path: Path) -> None:
             spec.protocol,
             spec.port,
         )
-        assert planned.lean == (origin.auth.mode in UNSIGNED), origin.name
-        if planned.lean:  # what the plan skips would indeed have changed nothing
+        assert (planned.signing is not None) == (origin.auth.mode in RECIPES), origin.name
+        assert planned.lean == (origin.auth.mode in UNSIGNED | RECIPES), origin.name
+        if planned.lean and planned.signing is None:  # skipping sign() changes nothing
             request = OriginRequest("GET", "/k%20x.jpg", "v=1", {"host": "h", "range": "x"})
             assert adapter.sign(request) == request
         for key in ("a/b c.jpg", "caf\u00e9", "x%y"):
@@ -104,7 +107,9 @@ def test_edge_settings_and_format() -> None:
     plan = plan_of(load_config(ROUTED))
     assert plan.negative_ttl == 12
     assert plan.forward_query == {"v", "w"}
-    assert plan.origins["c"].lean is False  # bearer: signed through its adapter
+    assert plan.origins["c"].lean is True  # bearer: signed from the adapter's recipe
+    assert plan.origins["c"].signing is not None
+    assert plan.origins["a"].signing is None
     assert PLAN_FORMAT == EDGE_PLAN_FORMAT
     raw = edge_plan(load_config(ROUTED))
     with pytest.raises(PlanError, match="format"):

@@ -5,7 +5,14 @@ through the ``backorigin.adapters`` entry-point group like third-party ones; imp
 package imports no cloud SDK.
 """
 
-from backorigin.adapters.base import ObjectStream, OriginAdapter, extra_requirements, require
+from backorigin.adapters.base import (
+    EDGE_SIGNING_KINDS,
+    ObjectStream,
+    OriginAdapter,
+    extra_requirements,
+    require,
+    secret_reference,
+)
 from backorigin.adapters.read import GetResult, RawBody, RawGet
 from backorigin.adapters.registry import (
     adapter_class,
@@ -16,6 +23,7 @@ from backorigin.adapters.registry import (
 )
 
 __all__ = [
+    "EDGE_SIGNING_KINDS",
     "GetResult",
     "ObjectStream",
     "OriginAdapter",
@@ -28,4 +36,5 @@ __all__ = [
     "extra_requirements",
     "register_adapter",
     "require",
+    "secret_reference",
 ]

@@ -27,6 +27,7 @@ __all__ = ["AccountEndpoint", "AzureAdapter", "account_endpoint", "parse_connect
 import base64
 import binascii
 import contextlib
+import importlib
 import logging
 import re
 import threading
@@ -40,7 +41,12 @@ from urllib.parse import unquote, urlsplit
 from pydantic import SecretStr
 
 from backorigin import __version__
-from backorigin.adapters.base import OriginAdapter, extra_requirements, require
+from backorigin.adapters.base import (
+    OriginAdapter,
+    extra_requirements,
+    require,
+    secret_reference,
+)
 from backorigin.adapters.headers import retry_after_seconds
 from backorigin.adapters.read import ChunkBody, RawGet, content_range, status_error
 from backorigin.config.origins import (
@@ -333,6 +339,40 @@ class AzureAdapter(OriginAdapter[AzureOrigin]):
             return DeploymentNeeds(packages=extra_requirements("azure"))
         return DeploymentNeeds()
 
+    @classmethod
+    def edge_recipe(cls, config: AzureOrigin) -> Mapping[str, Any] | None:
+        """Every mode but ``anonymous``: a SAS appended (``azure_sas``).
+
+        With an account key (alone or in a connection string) the edge signs the per-blob
+        SAS itself, for the REST version the installed SDK signs with (read from a SAS it
+        makes with a dummy key); without the SDK at bundle time only ``sas`` is lean.
+        """
+        auth = config.auth
+        if isinstance(auth, AzureSasAuth):
+            source, ref = "sas", auth.token
+        elif isinstance(auth, AzureAccountKeyAuth):
+            source, ref = "account_key", auth.account_key
+        elif isinstance(auth, AzureConnectionStringAuth):
+            source, ref = "connection_string", auth.connection_string
+        else:
+            return None
+        endpoint = account_endpoint(config.account_url)
+        recipe: dict[str, Any] = {
+            "kind": "azure_sas",
+            "source": source,
+            "secret": secret_reference(ref),
+            "account": endpoint.account,
+            "container": config.container,
+            "prefix": config.prefix,
+            "https": endpoint.protocol == "https",
+        }
+        if source != "sas":
+            version = _sdk_sas_version()
+            if version is None:
+                return None
+            recipe["version"] = version
+        return recipe
+
     def __init__(
         self,
         config: AzureOrigin,
@@ -598,6 +638,23 @@ class AzureAdapter(OriginAdapter[AzureOrigin]):
             metadata=metadata,
             checksums=Checksums(md5=bytes(md5) if md5 and len(md5) == 16 else None),
         )
+
+
+def _sdk_sas_version() -> str | None:
+    """The ``sv`` the installed SDK writes into the SAS it makes, or None without the SDK."""
+    try:
+        blob = importlib.import_module("azure.storage.blob")
+    except ImportError:
+        return None
+    sas = blob.generate_blob_sas(
+        account_name="account",
+        container_name="container",
+        blob_name="blob",
+        account_key=base64.b64encode(b"not a key").decode(),
+        permission="r",
+        expiry=datetime.now(UTC) + EDGE_SAS_LIFETIME,
+    )
+    return _query_value(sas, "sv")
 
 
 def _checked_key(key: SecretStr, ref: SecretRef) -> SecretStr:

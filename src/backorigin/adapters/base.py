@@ -18,11 +18,13 @@ Implementers override the abstract methods only; everything else is built on the
 from __future__ import annotations
 
 __all__ = [
+    "EDGE_SIGNING_KINDS",
     "ObjectStream",
     "OriginAdapter",
     "extra_requirements",
     "package_requirements",
     "require",
+    "secret_reference",
 ]
 
 import abc
@@ -31,12 +33,12 @@ import importlib
 import re
 from collections.abc import Iterator, Mapping
 from types import ModuleType
-from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 from backorigin.adapters.read import RESUME_ATTEMPTS, GetResult, RawGet, open_get
 from backorigin.config.origins import OriginConfig
-from backorigin.config.secrets import SecretResolver
+from backorigin.config.secrets import SecretRef, SecretResolver
 from backorigin.errors import MissingExtra, NotSupported
 from backorigin.keys import validate_key
 from backorigin.types import (
@@ -51,6 +53,27 @@ from backorigin.types import (
 
 ConfigT = TypeVar("ConfigT", bound=OriginConfig)
 _CHUNK_SIZE = 256 * 1024  # chunks an iterated GetResult yields, unless the adapter says
+
+EDGE_SIGNING_KINDS = frozenset({"headers", "azure_sas", "gcs_hmac"})
+"""The kinds of edge signing recipe the edge function applies without adapters
+(:mod:`backorigin.handlers.edge_signing` documents each one's fields)."""
+
+
+def secret_reference(ref: SecretRef) -> dict[str, str]:
+    """A secret reference as plain JSON data for an edge recipe (never its value).
+
+    ``{"env": NAME}``, ``{"file": PATH}`` or ``{"aws_secretsmanager": ID}`` with ``"key"``
+    when the reference picks a field; the edge function resolves it with the standard library
+    (:mod:`backorigin.handlers.edge_secrets`), cached as :class:`SecretResolver` caches.
+    """
+    source = ref.secret
+    fields = {
+        "env": source.env,
+        "file": source.file,
+        "aws_secretsmanager": source.aws_secretsmanager,
+        "key": source.key,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 @runtime_checkable
@@ -301,6 +324,28 @@ class OriginAdapter(abc.ABC, Generic[ConfigT]):
         The default adds nothing (public origins).
         """
         return request
+
+    @classmethod
+    def edge_recipe(cls, config: ConfigT) -> Mapping[str, Any] | None:
+        """How the edge function can sign this origin's requests without the adapter.
+
+        Bundling writes the recipe into the edge plan; the edge function applies it with the
+        standard library (:mod:`backorigin.handlers.edge_signing`), so a miss for this origin
+        loads neither pydantic, the config models, this adapter nor its SDK. The recipe is
+        plain JSON data of one of the :data:`EDGE_SIGNING_KINDS`, with secrets given as
+        references (:func:`secret_reference`), never values. It must produce exactly what
+        :meth:`sign` produces for the same request and clock; the edge takes the adapter's
+        path when there is no recipe. Like :meth:`deployment`, a class method: no secret is
+        resolved and no SDK is needed to answer.
+
+        Args:
+            config: The origin's validated config.
+
+        Returns:
+            The recipe, or None (the default): the edge signs through :meth:`sign`.
+        """
+        del config
+        return None
 
     # --- deployment face --------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ from urllib3.util import SKIP_HEADER, Retry, Timeout, parse_url
 from urllib3.util.connection import create_connection
 
 from backorigin import __version__
-from backorigin.adapters.base import OriginAdapter
+from backorigin.adapters.base import OriginAdapter, secret_reference
 from backorigin.adapters.headers import http_date, retry_after_seconds
 from backorigin.adapters.read import RawGet, content_range, status_error
 from backorigin.config.origins import (
@@ -648,6 +648,26 @@ class HttpAdapter(OriginAdapter[HttpOrigin]):
             protocol=protocol,
             port=port,
         )
+
+    @classmethod
+    def edge_recipe(cls, config: HttpOrigin) -> Mapping[str, Any] | None:
+        """Basic, Bearer and custom headers, as headers whose values are secrets."""
+        auth = config.auth
+        headers: dict[str, dict[str, Any]]
+        if isinstance(auth, HttpBasicAuth):
+            spec = {"secret": secret_reference(auth.password), "basic_username": auth.username}
+            headers = {"authorization": spec}
+        elif isinstance(auth, HttpBearerAuth):
+            headers = {
+                "authorization": {"secret": secret_reference(auth.token), "prefix": "Bearer "}
+            }
+        elif isinstance(auth, HttpHeadersAuth):
+            headers = {
+                name: {"secret": secret_reference(ref)} for name, ref in auth.headers.items()
+            }
+        else:
+            return None
+        return {"kind": "headers", "headers": headers}
 
     def sign(self, request: OriginRequest) -> OriginRequest:
         """Add the configured credentials (Basic, Bearer or custom headers)."""

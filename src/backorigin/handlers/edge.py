@@ -8,10 +8,11 @@ background copy of what the origin served, or, on a 404 from a route that has fa
 origins, a copy that tries them; misses are made briefly cacheable. No failure of this
 function may turn into a viewer error it could avoid.
 
-The handler works from the edge plan (:mod:`backorigin.handlers.plan`): routing and origins
-reached without signing need no config models; an origin that signs gets its adapter, built
-from the full config on first use. Copy jobs go to SQS through the lean client of
-:mod:`backorigin.handlers.sqs`, not boto3.
+The handler works from the edge plan (:mod:`backorigin.handlers.plan`): routing, origins
+reached without signing and origins signed from their adapter's edge recipe
+(:mod:`backorigin.handlers.edge_signing`) need no config models; any other origin that signs
+gets its adapter, built from the full config on first use. Copy jobs go to SQS through the
+lean client of :mod:`backorigin.handlers.sqs`, not boto3.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote_plus
 
 from backorigin.errors import BackoriginError, InvalidKey, ObjectNotFound
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from backorigin.adapters import OriginAdapter
     from backorigin.config.models import Config
     from backorigin.config.secrets import SecretResolver
+    from backorigin.handlers.edge_signing import EdgeSigner
 
 
 def _log() -> logging.Logger:
@@ -107,6 +109,8 @@ class EdgeHandler:
         adapters: dict[str, OriginAdapter[Any]],
         clock: Callable[[], float],
         metrics: Callable[[str], None] | None = None,
+        edge_secrets: Callable[[Mapping[str, Any]], str] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.plan = plan
         self._metrics = metrics
@@ -117,6 +121,11 @@ class EdgeHandler:
         self._queue_region = queue_region
         self._sqs = sqs_client
         self._adapters = adapters
+        self._edge_secrets = edge_secrets
+        # A resolver given by the caller (serve, tests) also serves the recipes' references.
+        self._bridge_secrets = secrets is not None
+        self._wall_clock = wall_clock
+        self._signers: dict[str, EdgeSigner] = {}
         self._lock = threading.Lock()
         self._clock = clock
         self._recent: OrderedDict[str, float] = OrderedDict()
@@ -242,9 +251,15 @@ class EdgeHandler:
             headers.set("host", host, display="Host")
             headers.set(KEY_HEADER, encode_key(key)[1:], display="X-Backorigin-Key")
             querystring = _filter_query(record.querystring, self.plan.forward_query)
-            if origin.lean:
+            if origin.lean and origin.signing is None:
                 record.request["uri"] = uri
                 record.request["querystring"] = querystring
+            elif origin.lean:
+                method = str(record.request.get("method", "GET"))
+                signed = self._signer(target.origin).sign(
+                    method, uri, querystring, dict(headers.items())
+                )
+                _apply_signed(record, *signed)
             else:
                 self._sign(record, adapter, uri, querystring)
         except InvalidKey as exc:
@@ -260,32 +275,42 @@ class EdgeHandler:
         )
         return record.request
 
+    def _signer(self, origin: str) -> EdgeSigner:
+        """The recipe signer of a lean origin that signs, built once per container."""
+        with self._lock:
+            signer = self._signers.get(origin)
+            if signer is not None:
+                return signer
+            resolve = self._edge_secrets
+            if resolve is None:
+                if self._bridge_secrets:
+                    resolve = _through(self._secrets)
+                else:
+                    from backorigin.handlers.edge_secrets import EdgeSecrets
+
+                    resolve = EdgeSecrets()
+                self._edge_secrets = resolve
+            from backorigin.handlers.edge_signing import EdgeSigner
+
+            recipe = self.plan.origins[origin].signing
+            assert recipe is not None
+            signer = self._signers[origin] = EdgeSigner(recipe, resolve, self._wall_clock)
+            return signer
+
     @staticmethod
     def _sign(
         record: CloudFrontRecord, adapter: OriginAdapter[Any], uri: str, querystring: str
     ) -> None:
-        # Here, not at the top: the primary path and the lean miss path never load the rules.
-        from backorigin.cloudfront_rules import READ_ONLY_ORIGIN_REQUEST
         from backorigin.types import OriginRequest
 
-        headers = record.request_headers
         unsigned = OriginRequest(
             method=str(record.request.get("method", "GET")),
             uri=uri,
             querystring=querystring,
-            headers=dict(headers.items()),
+            headers=dict(record.request_headers.items()),
         )
         signed = adapter.sign(unsigned)
-        record.request["uri"] = signed.uri
-        record.request["querystring"] = signed.querystring
-        # The signed set is authoritative: sign() may also remove headers (a viewer's own
-        # credentials), except those CloudFront does not let an origin-request trigger touch.
-        for name, _ in list(headers.items()):
-            if name not in signed.headers and name not in READ_ONLY_ORIGIN_REQUEST:
-                headers.remove(name)
-        for name, value in signed.headers.items():
-            if headers.get(name) != value and name not in READ_ONLY_ORIGIN_REQUEST:
-                headers.set(name, value)
+        _apply_signed(record, signed.uri, signed.querystring, signed.headers)
 
     # --- origin-response -----------------------------------------------------------------------
 
@@ -382,6 +407,39 @@ class EdgeHandler:
             return self._sqs
 
 
+def _apply_signed(
+    record: CloudFrontRecord, uri: str, querystring: str, signed: Mapping[str, str]
+) -> None:
+    """Put a signed request (URI, query string, the whole header set) into the event."""
+    # Here, not at the top: the primary path and the unsigned miss path never load the rules.
+    from backorigin.cloudfront_rules import READ_ONLY_ORIGIN_REQUEST
+
+    headers = record.request_headers
+    record.request["uri"] = uri
+    record.request["querystring"] = querystring
+    # The signed set is authoritative: signing may also remove headers (a viewer's own
+    # credentials), except those CloudFront does not let an origin-request trigger touch.
+    for name, _ in list(headers.items()):
+        if name not in signed and name not in READ_ONLY_ORIGIN_REQUEST:
+            headers.remove(name)
+    for name, value in signed.items():
+        if headers.get(name) != value and name not in READ_ONLY_ORIGIN_REQUEST:
+            headers.set(name, value)
+
+
+def _through(resolver: SecretResolver | None) -> Callable[[Mapping[str, Any]], str]:
+    """Resolve a recipe's plain references through a caller's :class:`SecretResolver`."""
+    from backorigin.config.secrets import SecretRef
+
+    assert resolver is not None
+
+    def resolve(ref: Mapping[str, Any]) -> str:
+        value = resolver.resolve(SecretRef.model_validate({"secret": dict(ref)}))
+        return value.get_secret_value()
+
+    return resolve
+
+
 def primary_response(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
     """origin-response on the S3 primary: the old origin's validators, nothing else."""
     try:
@@ -402,6 +460,8 @@ def make_edge_handler(
     adapters: dict[str, OriginAdapter[Any]] | None = None,
     clock: Callable[[], float] = time.monotonic,
     metrics: Callable[[str], None] | None = None,
+    edge_secrets: Callable[[Mapping[str, Any]], str] | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> EdgeHandler:
     """Build the edge function (origin-request and origin-response) for ``config``.
 
@@ -423,9 +483,19 @@ def make_edge_handler(
         metrics: Receives one CloudWatch EMF line (JSON text) per invocation that counted
             something (:data:`EDGE_METRICS`); the deployed function prints them, which puts
             them in its log group in the region it runs in. Default: no metrics.
+        edge_secrets: Resolves the plain secret references of origins signed from their
+            adapter's edge recipe (default: through ``secrets``; the bundled function uses
+            :class:`backorigin.handlers.edge_secrets.EdgeSecrets`).
+        wall_clock: Seconds since the epoch, for signatures that carry a time.
     """
     from backorigin.bundling import edge_plan
 
+    if secrets is None and edge_secrets is None:
+        # The config is loaded already: its resolver (boto3's credential chain and region)
+        # serves the recipes too. Only a bundle, which has no models loaded, reads them lean.
+        from backorigin.config.secrets import SecretResolver
+
+        secrets = SecretResolver(ttl=300)
     return EdgeHandler(
         EdgePlan(edge_plan(config)),
         config=config,
@@ -437,4 +507,6 @@ def make_edge_handler(
         adapters=dict(adapters or {}),
         clock=clock,
         metrics=metrics,
+        edge_secrets=edge_secrets,
+        wall_clock=wall_clock,
     )

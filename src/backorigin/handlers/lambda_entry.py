@@ -7,7 +7,8 @@ carries: the edge plan (plain JSON), the validated config and the deployment fac
 The edge entry answers events for the S3 primary before it builds anything: passing the
 request through and restoring the old origin's validators on the response need neither the
 config nor the handler. Misses build the handler from the plan; the config models are loaded
-only if an origin that signs is asked for.
+only if an origin is asked for that signs without an edge recipe (see
+:mod:`backorigin.handlers.edge_signing`).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 :func:`backorigin.bundling.edge_plan` writes it at bundle time from the validated config;
 the edge function reads it with :mod:`json` alone. So a request to the S3 primary, and a miss
-routed to an origin that is reached without signing, never load pydantic, YAML or the config
-models. Origins that sign (or whose adapter computes its own URIs) are marked ``lean: false``
-and go through their adapter, built from the full config on first use.
+routed to an origin that is reached without signing or signed from its adapter's recipe
+(``signing``, applied by :mod:`backorigin.handlers.edge_signing`), never load pydantic, YAML
+or the config models. Other origins that sign (or whose adapter computes its own URIs) are
+marked ``lean: false`` and go through their adapter, built from the full config on first use.
 
 Routing is :func:`backorigin.keys.route_key` over the plan's routes, the same function
 :class:`backorigin.keys.Router` applies to the config's; the tests check both on the same keys.
@@ -23,8 +24,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the le
 if TYPE_CHECKING:
     from typing import Any
 
-PLAN_FORMAT = 1
-"""Version of the plan's layout; a bundle with another version is refused at cold start."""
+PLAN_FORMAT = 2
+"""Version of the plan's layout; a bundle with another version is refused at cold start.
+
+Version 2 added ``signing``: a ``lean`` origin may sign, so code reading version 1 would send
+its requests unsigned."""
 
 
 class PlanError(BackoriginError):
@@ -34,7 +38,7 @@ class PlanError(BackoriginError):
 class OriginPlan:
     """How CloudFront reaches one origin, and whether the edge needs its adapter."""
 
-    __slots__ = ("domain", "lean", "name", "path", "port", "prefix", "protocol")
+    __slots__ = ("domain", "lean", "name", "path", "port", "prefix", "protocol", "signing")
 
     def __init__(self, name: str, raw: dict[str, Any]) -> None:
         self.name = name
@@ -44,6 +48,11 @@ class OriginPlan:
         self.port: int = int(raw["port"])
         self.prefix: str = raw["prefix"]
         self.lean: bool = bool(raw["lean"])
+        signing = raw.get("signing")
+        if signing is not None and not isinstance(signing, dict):
+            raise TypeError(f"signing of origin {name!r} is not an object")
+        self.signing: dict[str, Any] | None = signing
+        """The edge signing recipe of a ``lean`` origin that signs, else None."""
 
     def origin_uri(self, key: str) -> str:
         """The request URI for ``key`` below the origin path, as the adapter contract's

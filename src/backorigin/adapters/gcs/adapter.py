@@ -37,7 +37,12 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from backorigin.adapters.base import OriginAdapter, extra_requirements, require
+from backorigin.adapters.base import (
+    OriginAdapter,
+    extra_requirements,
+    require,
+    secret_reference,
+)
 from backorigin.adapters.gcs.api import JsonApi, XmlApi, host_header
 from backorigin.adapters.gcs.credentials import ServiceAccountTokens
 from backorigin.adapters.gcs.errors import translated, translating
@@ -110,6 +115,26 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
         if isinstance(config.auth, GcsServiceAccountAuth):
             return DeploymentNeeds(packages=extra_requirements("gcs", "google-auth"))
         return DeploymentNeeds()
+
+    @classmethod
+    def edge_recipe(cls, config: GcsOrigin) -> Mapping[str, Any] | None:
+        """``hmac``: the signed URL (``gcs_hmac``), on the standard library as here.
+
+        ``service_account`` has none: minting its token means an RS256-signed JWT, which
+        needs a crypto library (google-auth), so it signs through :meth:`sign`.
+        """
+        auth = config.auth
+        if not isinstance(auth, GcsHmacAuth):
+            return None
+        spec = cls(config, secrets=SecretResolver(environ={})).cloudfront_origin()
+        return {
+            "kind": "gcs_hmac",
+            "access_id": secret_reference(auth.access_id),
+            "secret": secret_reference(auth.secret),
+            "host": host_header(spec),
+            "path": spec.path,
+            "expires": cls.EDGE_URL_SECONDS,
+        }
 
     def __init__(
         self,
