@@ -43,11 +43,13 @@ from backorigin.prewarm.reconcile import (
     reconcile,
 )
 from backorigin.prewarm.status import Entry, State, StatusReport, Survey, status
+from backorigin.transfer.access import BucketUnusable
 
 __all__ = [
     "BATCH_SIZE",
     "Action",
     "ActionResult",
+    "BucketUnusable",
     "Deletes",
     "EnqueueTally",
     "Enqueuer",

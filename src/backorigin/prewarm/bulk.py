@@ -38,6 +38,7 @@ from backorigin.prewarm.listing import Job, Walk
 from backorigin.prewarm.local import LocalPrewarm, Outcome, Tally
 from backorigin.prewarm.status import adapters_of
 from backorigin.transfer import CopyEngine
+from backorigin.transfer.access import check_bucket_access
 from backorigin.types import RESERVED_PREFIX
 
 log = logging.getLogger("backorigin.prewarm")
@@ -201,6 +202,8 @@ def prewarm(
         What was done; :attr:`PrewarmSummary.ok` says whether it was all of it.
 
     Raises:
+        BucketUnusable: A local run cannot use the bucket (no credentials, no such bucket,
+            access denied, S3 not answering); checked once, before the first key.
         QueueUnusable: SQS refused a call as the sender's fault (no such queue, access denied):
             retrying cannot help. Jobs sent until then stay in the queue.
         ValueError: ``concurrency`` is below 1.
@@ -225,6 +228,8 @@ def prewarm(
         summary.listing = Walk(config, adapter, prefix)
     started = time.monotonic()
     try:
+        if engine is not None and mode == "local":
+            check_bucket_access(engine.bucket.client, engine.bucket.name)
         with KeyWriter(None if dry_run else failed_out) as failed:
             jobs = _jobs(summary, keys, prefix, on_total)
             try:

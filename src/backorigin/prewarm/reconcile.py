@@ -230,6 +230,10 @@ def reconcile(
     Returns:
         What was found and done.
 
+    Raises:
+        BucketUnusable: The bucket cannot be used (no credentials, no such bucket, access
+            denied, S3 not answering); checked once, before anything is listed or done.
+
     Example:
         >>> summary = reconcile(config, "images/", deletes="delete")  # doctest: +SKIP
         >>> summary.count(ActionResult.DONE, Action.REFRESH)  # doctest: +SKIP
@@ -252,62 +256,64 @@ def reconcile(
     )
     slots = threading.BoundedSemaphore(2 * concurrency)
 
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="backorigin-reconcile") as pool:
+    try:
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="backorigin-reconcile") as pool:
 
-        def submit(work: Callable[..., None], *args: Any) -> None:
-            slots.acquire()  # bounded: the walk waits for the actions
+            def submit(work: Callable[..., None], *args: Any) -> None:
+                slots.acquire()  # bounded: the walk waits for the actions
 
-            def run() -> None:
-                try:
-                    work(*args)
-                except Exception:
-                    log.exception("a reconcile action failed unexpectedly")
-                finally:
-                    slots.release()
+                def run() -> None:
+                    try:
+                        work(*args)
+                    except Exception:
+                        log.exception("a reconcile action failed unexpectedly")
+                    finally:
+                        slots.release()
 
-            pool.submit(run)
+                pool.submit(run)
 
-        batcher = (
-            _Batcher(Enqueuer(sqs_client, queue_url), summary, submit)
-            if queue_url is not None and not dry_run
-            else None
-        )
-
-        def act(entry: Entry) -> None:
-            if on_entry is not None:
-                on_entry(entry)
-            action = _plan(entry, deletes)
-            if action is None:
-                return
-            summary.plan(action)
-            if on_action is not None:
-                on_action(action, entry)
-            if dry_run:
-                summary.record(action, entry.key, ActionResult.PLANNED)
-            elif action is Action.DELETE:
-                submit(_delete, bucket, config, entry, summary)
-            elif batcher is not None:
-                batcher.add(action, entry.key, entry.etag if action is Action.REFRESH else None)
-            else:
-                assert engine is not None
-                submit(_copy, engine, action, entry, summary)
-
-        try:
-            summary.status = status(
-                config,
-                prefix,
-                keys=keys,
-                concurrency=concurrency,
-                bucket=bucket,
-                adapter=adapter,
-                on_entry=act,
-                recent=recent,
+            batcher = (
+                _Batcher(Enqueuer(sqs_client, queue_url), summary, submit)
+                if queue_url is not None and not dry_run
+                else None
             )
-        finally:
-            if batcher is not None:
-                batcher.flush()
-    if own_engine and engine is not None:
-        engine.close()
+
+            def act(entry: Entry) -> None:
+                if on_entry is not None:
+                    on_entry(entry)
+                action = _plan(entry, deletes)
+                if action is None:
+                    return
+                summary.plan(action)
+                if on_action is not None:
+                    on_action(action, entry)
+                if dry_run:
+                    summary.record(action, entry.key, ActionResult.PLANNED)
+                elif action is Action.DELETE:
+                    submit(_delete, bucket, config, entry, summary)
+                elif batcher is not None:
+                    batcher.add(action, entry.key, entry.etag if action is Action.REFRESH else None)
+                else:
+                    assert engine is not None
+                    submit(_copy, engine, action, entry, summary)
+
+            try:
+                summary.status = status(
+                    config,
+                    prefix,
+                    keys=keys,
+                    concurrency=concurrency,
+                    bucket=bucket,
+                    adapter=adapter,
+                    on_entry=act,
+                    recent=recent,
+                )
+            finally:
+                if batcher is not None:
+                    batcher.flush()
+    finally:
+        if own_engine and engine is not None:
+            engine.close()
     return summary
 
 

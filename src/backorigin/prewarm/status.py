@@ -57,6 +57,7 @@ from backorigin.prewarm.extsort import sorted_by_key
 from backorigin.prewarm.listing import Job
 from backorigin.prewarm.local import compare
 from backorigin.prewarm.ordered import OrderedJob, OrderedWalk
+from backorigin.transfer.access import check_bucket_access
 from backorigin.transfer.bucket import Bucket, ListedObject, StoredObject, make_s3_client
 from backorigin.types import PROVENANCE_PREFIX, RESERVED_PREFIX, ObjectInfo
 
@@ -325,7 +326,12 @@ class Survey:
 
         A listing that fails stops the walk (:attr:`StatusReport.error` says why); the HEADs
         in flight finish first.
+
+        Raises:
+            BucketUnusable: The bucket cannot be used (no credentials, no such bucket, access
+                denied, S3 not answering); checked once, before any listing.
         """
+        check_bucket_access(self.bucket.client, self.bucket.name)
 
         def emit(entry: Entry) -> None:
             self.report.add(entry)
@@ -577,6 +583,10 @@ def status(
     Returns:
         The report; :attr:`StatusReport.complete` says whether the bucket holds a current
         copy of every origin object.
+
+    Raises:
+        BucketUnusable: The bucket cannot be used (no credentials, no such bucket, access
+            denied, S3 not answering); checked once, before any listing.
 
     Example:
         >>> report = status(load_config("backorigin.yaml"), "images/")  # doctest: +SKIP
