@@ -1,14 +1,17 @@
 """The commands as one tool: the same option names, readable output, one step from `serve`
-to `fetch`/`prewarm`, and missing credentials said once, before any work."""
+to `fetch`/`prewarm`/`status`/`reconcile`, and a bucket that cannot be used said once, before
+any work."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +80,7 @@ def test_concurrency_has_one_name_and_fetch_keeps_jobs_as_a_hidden_alias(tmp_pat
         assert result.returncode == 1
 
 
-def test_fetch_and_prewarm_without_credentials_fail_once_before_any_key(
+def test_every_command_without_credentials_fails_once_before_any_key(
     tmp_path: Path, origin: HttpOriginServer, seaweedfs: Any, bucket: str
 ) -> None:
     config = tmp_path / "backorigin.yaml"
@@ -89,17 +92,66 @@ def test_fetch_and_prewarm_without_credentials_fail_once_before_any_key(
     keys.write_text("".join(f"k{i}.txt\n" for i in range(20)))
     origin.reset_counters()
     env = without_credentials(tmp_path)
-    for args in (
-        ("fetch", str(config), "a.txt", "b.txt"),
-        ("prewarm", str(config), "--keys", str(keys)),
+    for args, status in (
+        (("fetch", str(config), "a.txt", "b.txt"), 1),
+        (("prewarm", str(config), "--keys", str(keys)), 1),
+        # status and reconcile: 2, "could not be examined"
+        (("status", str(config), "--keys", str(keys)), 2),
+        (("reconcile", str(config), "--keys", str(keys)), 2),
     ):
         result = run(*args, env=env)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == status, result.stderr
         assert result.stdout == ""
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith(f"cannot use bucket {bucket} at {seaweedfs.url}: ")
         assert "no AWS credentials" in lines[0]
+        assert lines[0].endswith("add --local")
+    assert origin.total_requests() == 0  # no key was tried
+
+
+@pytest.mark.parametrize(
+    ("secret", "bucket_name", "problem"),
+    [
+        (None, "no-such-bucket-here", "the bucket does not exist"),
+        ("not-the-secret-key", None, "access is denied (HTTP 403)"),
+    ],
+    ids=["no-such-bucket", "wrong-secret"],
+)
+def test_every_command_names_a_bucket_it_cannot_use_once(
+    tmp_path: Path,
+    origin: HttpOriginServer,
+    seaweedfs: Any,
+    bucket: str,
+    s3_credentials: dict[str, str],
+    secret: str | None,
+    bucket_name: str | None,
+    problem: str,
+) -> None:
+    name = bucket_name or bucket
+    config = tmp_path / "backorigin.yaml"
+    config.write_text(
+        f"bucket: {{name: {name}, endpoint_url: '{seaweedfs.url}', region: us-east-1}}\n"
+        f"origins: [{{name: web, type: http, base_url: '{origin.url}'}}]\n"
+    )
+    keys = tmp_path / "keys.txt"
+    keys.write_text("".join(f"k{i}.txt\n" for i in range(20)))
+    origin.reset_counters()
+    env = {**without_credentials(tmp_path), **s3_credentials}
+    if secret is not None:
+        env["AWS_SECRET_ACCESS_KEY"] = secret
+    for args, status in (
+        (("fetch", str(config), "a.txt", "b.txt"), 1),
+        (("prewarm", str(config), "--keys", str(keys)), 1),
+        (("status", str(config), "--keys", str(keys)), 2),
+        (("reconcile", str(config), "--keys", str(keys)), 2),
+    ):
+        result = run(*args, env=env)
+        assert result.returncode == status, result.stderr
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"cannot use bucket {name} at {seaweedfs.url}: {problem}")
     assert origin.total_requests() == 0  # no key was tried
 
 
@@ -138,19 +190,9 @@ def test_fetch_prints_aligned_columns_with_a_readable_rate(
     assert missing.endswith("not found at web")
 
 
-def test_serve_then_fetch_and_prewarm_local_in_one_step(
-    tmp_path: Path, origin: HttpOriginServer
-) -> None:
-    origin.put("local/one.txt", b"one")
-    origin.put("local/two.txt", b"two" * 100)
-    config = tmp_path / "site.yaml"
-    # No bucket endpoint: serve starts its embedded S3 server with credentials of its own.
-    config.write_text(
-        "bucket: {name: site-local}\n"
-        f"origins: [{{name: web, type: http, base_url: '{origin.url}local/'}}]\n"
-    )
-    env = without_credentials(tmp_path)  # nothing but what serve says
-    port = free_port()
+@contextmanager
+def serving(config: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`backorigin serve CONFIG`, once it says it is ready for `--local` commands."""
     assert SCRIPT
     serve = subprocess.Popen(
         [SCRIPT, "serve", str(config), "--port", str(port)],
@@ -167,6 +209,26 @@ def test_serve_then_fetch_and_prewarm_local_in_one_step(
                 break
         else:
             pytest.fail(f"serve exited with {serve.wait()}: {''.join(said)}")
+        yield serve
+    finally:
+        serve.terminate()
+        serve.wait(timeout=90)
+
+
+def test_serve_then_fetch_and_prewarm_local_in_one_step(
+    tmp_path: Path, origin: HttpOriginServer
+) -> None:
+    origin.put("local/one.txt", b"one")
+    origin.put("local/two.txt", b"two" * 100)
+    config = tmp_path / "site.yaml"
+    # No bucket endpoint: serve starts its embedded S3 server with credentials of its own.
+    config.write_text(
+        "bucket: {name: site-local}\n"
+        f"origins: [{{name: web, type: http, base_url: '{origin.url}local/'}}]\n"
+    )
+    env = without_credentials(tmp_path)  # nothing but what serve says
+    port = free_port()
+    with serving(config, port, env) as serve:
         state_file = serve_state_path(config, env)
         assert state_file.stat().st_mode & 0o077 == 0  # it holds a secret key
         state = find_serve_state(config, env)
@@ -186,13 +248,54 @@ def test_serve_then_fetch_and_prewarm_local_in_one_step(
         assert (hit.status, hit.data) == (200, b"two" * 100)
         assert "x-backorigin" not in hit.headers
         assert origin.total_requests() == 0
-    finally:
-        serve.terminate()
-        serve.wait(timeout=90)
     assert not serve_state_path(config, env).exists()
     after = run("fetch", "--local", str(config), "one.txt", env=env)
     assert after.returncode == 2
     assert "no `backorigin serve" in after.stderr
+
+
+def test_status_and_reconcile_local_compare_and_fill_the_bucket_of_serve(
+    tmp_path: Path, origin: HttpOriginServer
+) -> None:
+    origin.put("walk/one.txt", b"one")
+    origin.put("walk/two.txt", b"two" * 100)
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        "bucket: {name: site-walk}\n"
+        f"origins: [{{name: web, type: http, base_url: '{origin.url}walk/'}}]\n"
+    )
+    keys = tmp_path / "keys.txt"
+    keys.write_text("one.txt\ntwo.txt\n")
+    env = without_credentials(tmp_path)  # nothing but what serve says
+    port = free_port()
+
+    def status() -> tuple[int, dict[str, Any]]:
+        result = run("status", "--local", str(config), "--keys", str(keys), "--json", env=env)
+        assert result.returncode in (0, 1), result.stderr
+        return result.returncode, json.loads(result.stdout)
+
+    with serving(config, port, env):
+        code, before = status()
+        assert code == 1
+        assert before["classes"]["missing"] == {"objects": 2, "bytes": 303}
+        reconciled = run("reconcile", "--local", str(config), "--keys", str(keys), env=env)
+        assert reconciled.returncode == 0, reconciled.stderr
+        code, after = status()
+        assert code == 0
+        assert after["complete"] is True
+        assert after["classes"]["migrated"] == {"objects": 2, "bytes": 303}
+        # The copies are in serve's bucket: served from S3, not from the origin.
+        origin.reset_counters()
+        hit = urllib3.request("GET", f"http://127.0.0.1:{port}/two.txt", retries=False)
+        assert (hit.status, hit.data) == (200, b"two" * 100)
+        assert "x-backorigin" not in hit.headers
+        assert origin.total_requests() == 0
+    gone = run("status", "--local", str(config), "--keys", str(keys), env=env)
+    assert gone.returncode == 2
+    assert "no `backorigin serve" in gone.stderr
+    queued = run("reconcile", "--local", str(config), "--queue-url", "http://q", env=env)
+    assert queued.returncode == 2
+    assert "--queue-url" in queued.stderr
 
 
 def test_prewarm_without_a_terminal_prints_no_bar(

@@ -7,12 +7,14 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "WalkArguments",
+    "bucket_client",
     "bucket_client_or_exit",
     "bucket_options",
     "concurrency_option",
     "config_argument",
     "console",
     "exit_on_interrupt",
+    "exit_unusable_bucket",
     "keys_of",
     "keys_option",
     "load_for_bucket",
@@ -32,7 +34,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -41,6 +43,8 @@ from backorigin.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from backorigin.transfer.access import BucketUnusable
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -98,6 +102,7 @@ class WalkArguments:
         concurrency: ``-j/--concurrency``.
         bucket: ``--bucket``.
         s3_endpoint: ``--s3-endpoint``.
+        local: ``--local``: the bucket of the ``backorigin serve`` running this config.
         verbose: ``-v`` count.
     """
 
@@ -108,13 +113,16 @@ class WalkArguments:
     concurrency: int
     bucket: str | None
     s3_endpoint: str | None
+    local: bool
     verbose: int
 
-    def load(self) -> Config:
-        """Set up logging; the config with the bucket overrides applied (exits when invalid)."""
+    def load(self) -> tuple[Config, dict[str, str]]:
+        """Set up logging; the config pointed at the bucket (``--local``'s, or the overrides')
+        and the S3 client options, as :func:`load_for_bucket` (exits when invalid)."""
         setup_logging(self.verbose)
-        loaded = load_or_exit(self.config)
-        return s3_overrides(loaded, bucket=self.bucket, endpoint_url=self.s3_endpoint)
+        return load_for_bucket(
+            self.config, bucket=self.bucket, s3_endpoint=self.s3_endpoint, local=self.local
+        )
 
     def keys(self) -> AbstractContextManager[Iterator[str] | None]:
         """The keys of ``--keys``, read lazily (None without it)."""
@@ -123,7 +131,8 @@ class WalkArguments:
 
 def walk_options(*, concurrency_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """``CONFIG [PREFIX]``, ``--keys FILE``, ``--json``, ``-j/--concurrency N`` (16 by default),
-    the bucket overrides and ``-v``, handed to the command as one :class:`WalkArguments`.
+    the bucket overrides, ``--local`` and ``-v``, handed to the command as one
+    :class:`WalkArguments`.
 
     The command takes the :class:`WalkArguments` first, then its own options by name.
     """
@@ -136,6 +145,7 @@ def walk_options(*, concurrency_help: str) -> Callable[[Callable[..., None]], Ca
 
         # Applied innermost first: the help lists them in the reverse of this order.
         command = verbose_option(command)
+        command = local_option(command)
         command = bucket_options(command)
         command = concurrency_option(default=16, help=concurrency_help)(command)
         command = click.option(
@@ -268,7 +278,7 @@ def local_option(function: F) -> F:
     decorated: F = click.option(
         "--local",
         is_flag=True,
-        help="Write to the bucket of the `backorigin serve` running CONFIG (its embedded S3 "
+        help="Use the bucket of the `backorigin serve` running CONFIG (its embedded S3 "
         "server too, credentials included); no --s3-endpoint or AWS_* variables needed.",
     )(function)
     return decorated
@@ -302,54 +312,51 @@ def use_local_serve(
     return s3_overrides(config, bucket=state.bucket, endpoint_url=state.endpoint), options
 
 
-def bucket_client_or_exit(config: Config, client_options: dict[str, str], *, workers: int) -> Any:
-    """An S3 client for the config's bucket, checked once before any work starts.
-
-    A HeadBucket call proves the credentials, the endpoint and the bucket, so a missing
-    credential is one clear message up front rather than one failure per key.
-    """
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-    )
-
+def bucket_client(config: Config, client_options: dict[str, str], *, workers: int) -> Any:
+    """One S3 client for the config's bucket, shared by every worker and part upload and
+    pooled to match; ``client_options`` are :func:`load_for_bucket`'s."""
     from backorigin.transfer.bucket import make_s3_client
 
-    bucket = config.bucket
-    where = f" at {bucket.endpoint_url}" if bucket.endpoint_url else ""
-    s3 = make_s3_client(
-        bucket,
+    return make_s3_client(
+        config.bucket,
         max_pool_connections=workers + config.transfer.concurrency + 4,
         **client_options,
     )
+
+
+def exit_unusable_bucket(
+    exc: BucketUnusable, *, local: bool, status: int = EXIT_FAILED
+) -> NoReturn:
+    """Print why the bucket cannot be used, as one line on stderr, and exit with ``status``.
+
+    Without credentials, the line also says that ``--local`` reaches a running ``serve``.
+    """
+    from backorigin.transfer.access import Problem
+
+    message = str(exc)
+    if exc.problem is Problem.NO_CREDENTIALS and not local:
+        message += "; for the bucket of a running `backorigin serve`, add --local"
+    click.echo(message, err=True)
+    sys.exit(status)
+
+
+def bucket_client_or_exit(
+    config: Config, client_options: dict[str, str], *, workers: int, local: bool = False
+) -> Any:
+    """An S3 client for the config's bucket, checked once before any work starts.
+
+    A HeadBucket call proves the credentials, the endpoint and the bucket
+    (:func:`~backorigin.transfer.access.check_bucket_access`), so a missing credential is one
+    clear message up front rather than one failure per key.
+    """
+    from backorigin.transfer.access import BucketUnusable, check_bucket_access
+
+    s3 = bucket_client(config, client_options, workers=workers)
     try:
-        s3.head_bucket(Bucket=str(bucket.name))
-    except NoCredentialsError:
-        problem = (
-            "no AWS credentials were found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY; for the bucket of a running `backorigin serve`, add --local)"
-        )
-    except EndpointConnectionError:
-        problem = "S3 does not answer there (is the endpoint right, and the server running?)"
-    except ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 404:
-            problem = "the bucket does not exist"
-        elif status in (401, 403):
-            problem = (
-                f"access is denied (HTTP {status}): the credentials are wrong, or lack "
-                "s3:ListBucket on the bucket (needed to tell a missing object from a forbidden one)"
-            )
-        else:
-            problem = f"HeadBucket failed: {exc}"
-    except BotoCoreError as exc:
-        problem = str(exc)
-    else:
-        return s3
-    click.echo(f"cannot use bucket {bucket.name}{where}: {problem}", err=True)
-    sys.exit(EXIT_FAILED)
+        check_bucket_access(s3, str(config.bucket.name))
+    except BucketUnusable as exc:
+        exit_unusable_bucket(exc, local=local)
+    return s3
 
 
 @contextmanager

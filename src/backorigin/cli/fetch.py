@@ -72,7 +72,7 @@ def fetch(
     loaded, client_options = load_for_bucket(
         config, bucket=bucket, s3_endpoint=s3_endpoint, local=local
     )
-    s3 = bucket_client_or_exit(loaded, client_options, workers=concurrency)
+    s3 = bucket_client_or_exit(loaded, client_options, workers=concurrency, local=local)
     engine = CopyEngine(loaded, s3_client=s3)
     width = max(len(key) for key in keys)
     ok = True

@@ -19,11 +19,12 @@ import click
 
 from backorigin.cli.common import (
     EXIT_INTERRUPTED,
-    bucket_client_or_exit,
+    bucket_client,
     bucket_options,
     concurrency_option,
     config_argument,
     console,
+    exit_unusable_bucket,
     keys_option,
     load_for_bucket,
     local_option,
@@ -136,6 +137,7 @@ def prewarm(
             status = _run(
                 loaded,
                 client_options,
+                local,
                 keys,
                 total,
                 list_prefix,
@@ -158,6 +160,7 @@ def _exit_status(summary: PrewarmSummary) -> int:
 def _run(
     config: Config,
     client_options: dict[str, str],
+    local: bool,
     keys: Iterable[str] | None,
     total: int | None,
     list_prefix: str | None,
@@ -168,13 +171,13 @@ def _run(
     err: Console,
 ) -> int:
     """A local or queue run with a progress display, then its summary."""
-    from backorigin.prewarm import QueueUnusable, prewarm
+    from backorigin.prewarm import BucketUnusable, QueueUnusable, prewarm
 
     s3 = None
     if queue_url is None:
-        # One client for every worker and every part upload, pooled to match; checked once
-        # here, so missing credentials stop the run before the first key instead of each.
-        s3 = bucket_client_or_exit(config, client_options, workers=concurrency)
+        # One client for every worker and every part upload; prewarm checks the bucket once
+        # with it, so missing credentials stop the run before the first key instead of each.
+        s3 = bucket_client(config, client_options, workers=concurrency)
     label = "prewarm" if queue_url is None else "enqueue"
     progress = _progress(err, with_bytes=queue_url is None)
     task = progress.add_task(label, total=total, bytes=0)
@@ -213,6 +216,8 @@ def _run(
     except QueueUnusable as exc:
         err.print(str(exc))
         return 1
+    except BucketUnusable as exc:
+        exit_unusable_bucket(exc, local=local)
     if queue_url is None:
         _local_summary(summary, out, err)
     else:

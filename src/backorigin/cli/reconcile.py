@@ -14,8 +14,10 @@ import click
 from backorigin.cli.common import (
     EXIT_INVALID,
     WalkArguments,
+    bucket_client,
     console,
     exit_on_interrupt,
+    exit_unusable_bucket,
     walk_options,
 )
 from backorigin.cli.status import live_counts, print_walk_problems
@@ -50,13 +52,22 @@ def reconcile(args: WalkArguments, deletes: str, dry_run: bool, queue_url: str |
     deployed fetchers (deletes are made from here). --dry-run prints the actions, tab-separated
     (action, key, reason), and changes nothing.
 
+    With --local, the bucket is that of the `backorigin serve` running CONFIG.
+
     Exits 0 when every action succeeded, 1 when some failed, 2 when something could not be
-    examined (an origin that cannot be listed: give its keys with --keys FILE).
+    examined (the bucket cannot be used; an origin that cannot be listed: give its keys with
+    --keys FILE).
     """
-    from backorigin.prewarm import StatusReport
+    from backorigin.prewarm import BucketUnusable, StatusReport
     from backorigin.prewarm import reconcile as run_reconcile
 
-    loaded = args.load()
+    if args.local and queue_url is not None:
+        raise click.UsageError(
+            "--local works on serve's bucket here; the deployed fetchers of --queue-url "
+            "cannot reach it"
+        )
+    loaded, client_options = args.load()
+    s3 = bucket_client(loaded, client_options, workers=args.concurrency)
     err = console(stderr=True)
     lock = threading.Lock()
 
@@ -67,22 +78,26 @@ def reconcile(args: WalkArguments, deletes: str, dry_run: bool, queue_url: str |
 
     shown = StatusReport(prefix=args.prefix)  # the live display's counts
     live = not args.as_json and not dry_run and err.is_terminal
-    with (
-        exit_on_interrupt(err),
-        args.keys() as keys,
-        live_counts(err, shown, enabled=live, title="reconcile"),
-    ):
-        summary = run_reconcile(
-            loaded,
-            args.prefix,
-            keys=keys,
-            deletes="delete" if deletes == "delete" else "keep",
-            dry_run=dry_run,
-            queue_url=queue_url,
-            concurrency=args.concurrency,
-            on_action=on_action,
-            on_entry=shown.add,
-        )
+    try:
+        with (
+            exit_on_interrupt(err),
+            args.keys() as keys,
+            live_counts(err, shown, enabled=live, title="reconcile"),
+        ):
+            summary = run_reconcile(
+                loaded,
+                args.prefix,
+                keys=keys,
+                deletes="delete" if deletes == "delete" else "keep",
+                dry_run=dry_run,
+                queue_url=queue_url,
+                s3_client=s3,
+                concurrency=args.concurrency,
+                on_action=on_action,
+                on_entry=shown.add,
+            )
+    except BucketUnusable as exc:
+        exit_unusable_bucket(exc, local=args.local, status=EXIT_INVALID)
     if args.as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:

@@ -15,8 +15,10 @@ import click
 from backorigin.cli.common import (
     EXIT_INVALID,
     WalkArguments,
+    bucket_client,
     console,
     exit_on_interrupt,
+    exit_unusable_bucket,
     print_problems,
     walk_options,
 )
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
     from backorigin.config import Config
     from backorigin.prewarm import StatusReport
+    from backorigin.transfer.bucket import Bucket
 
 _LABELS = {
     "migrated": "migrated",
@@ -51,12 +54,28 @@ def status(args: WalkArguments) -> None:
     Only objects whose freshness the listings leave in doubt cost a HEAD.
 
     Exits 0 when nothing is missing or stale, 1 otherwise, 2 when something could not be
-    examined (an origin that cannot be listed: give its keys with --keys FILE).
+    examined (the bucket cannot be used; an origin that cannot be listed: give its keys with
+    --keys FILE). With --local, the bucket is that of the `backorigin serve` running CONFIG.
     """
-    loaded = args.load()
+    from backorigin.prewarm import BucketUnusable
+    from backorigin.prewarm.status import bucket_of
+
+    loaded, client_options = args.load()
+    s3 = bucket_client(loaded, client_options, workers=args.concurrency)
     err = console(stderr=True)
-    with exit_on_interrupt(err), args.keys() as keys:
-        report = run_status(loaded, args.prefix, keys, args.concurrency, err, live=not args.as_json)
+    try:
+        with exit_on_interrupt(err), args.keys() as keys:
+            report = run_status(
+                loaded,
+                args.prefix,
+                keys,
+                args.concurrency,
+                err,
+                live=not args.as_json,
+                bucket=bucket_of(loaded, s3),
+            )
+    except BucketUnusable as exc:
+        exit_unusable_bucket(exc, local=args.local, status=EXIT_INVALID)
     if args.as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -79,11 +98,16 @@ def run_status(
     err: Console,
     *,
     live: bool,
+    bucket: Bucket | None = None,
 ) -> StatusReport:
-    """Run the comparison with a live display of the counts on standard error."""
+    """Run the comparison with a live display of the counts on standard error.
+
+    Raises:
+        BucketUnusable: The bucket cannot be used; nothing was listed.
+    """
     from backorigin.prewarm import Survey
 
-    survey = Survey(config, prefix=prefix, keys=keys, concurrency=concurrency)
+    survey = Survey(config, prefix=prefix, keys=keys, concurrency=concurrency, bucket=bucket)
     walk = survey.walk
     with live_counts(
         err,
