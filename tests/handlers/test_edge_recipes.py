@@ -390,3 +390,20 @@ routes:
         request["querystring"] = request["querystring"].replace("Signature=", "Signature=0", 1)
         assert replay(event, request).status == 403
         assert len(proxy.refused) == 1
+
+
+def test_an_unreadable_secret_gives_a_503_not_an_exception() -> None:
+    handler = make_edge_handler(
+        config_of_routed("http-bearer"), edge_secrets=EdgeSecrets(environ={})
+    )
+    event = json.loads((EVENTS / "origin-request-secondary.json").read_text())
+    answer = handler(event, None)
+    assert answer["status"] == "503"
+
+
+def config_of_routed(origin: str) -> Any:
+    return load_config(
+        "bucket: {name: media-new, region: eu-west-1}\n"
+        f"origins:\n  - {{name: old, {ORIGINS[origin][1:]}\n"
+        "routes:\n  - {prefix: images/, origin: old}\n"
+    )
