@@ -171,6 +171,11 @@ class EmbeddedS3(Service):
             "-webdav=false",
             "-admin.ui=false",
             "-master.telemetry=false",
+            # Every bucket is a collection with volumes of its own, and the automatic limit
+            # (derived from free disk space) ran out after about 70 buckets with 70 GB free:
+            # the first write to the next bucket failed with InternalError. Volumes are not
+            # preallocated, so a high limit costs no disk until it is used.
+            "-volume.max=1000",
         ]
         if self.access_key and self.secret_key:
             identities = self.workdir / "identities.json"
