@@ -104,7 +104,7 @@ def test_a_batch_whose_only_copy_must_be_retried_is_reported_not_raised(lab: Lab
     ``failed`` copy became a Lambda error — tripping the "fetcher crashed" alarm on routine
     retries — instead of the documented partial batch response."""
     key = "regression/held.bin"
-    put(lab, key, 100)
+    put(lab, key, PART + 100)  # a multipart copy: objects of one part take no lease
     held = Lease.acquire(Bucket(lab.direct, lab.bucket), "", key, ttl=30)
     assert held is not None
     try:
