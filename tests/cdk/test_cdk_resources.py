@@ -398,8 +398,8 @@ def test_fetcher_memory_fits_the_copy_buffers(apps: dict[str, Synthesized]) -> N
         ]
         return size
 
-    assert memory("gcs-public") == 512  # 16 MiB parts x 9 + 256 MiB -> the 512 MiB floor
-    assert memory("gcs-private") == 576  # 32 MiB parts x 9 + 256 MiB = 544, in 64 MiB steps
+    assert memory("gcs-public") == 512  # 8 MiB parts x 6 + 256 MiB -> the 512 MiB floor
+    assert memory("gcs-private") == 576  # 32 MiB parts x 10 + 256 MiB = 576, in 64 MiB steps
     assert memory("full") == 2048  # the prop
 
 

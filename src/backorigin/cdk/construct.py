@@ -187,7 +187,7 @@ class BackToOriginConstruct(Construct):
         access_log_prefix: Key prefix of those logs (``cloudfront/`` and ``s3/`` below it).
             Default ``backorigin/``. Requires ``access_log_bucket``.
         fetcher_memory_size: Fetcher memory in MiB. Default: enough for the copy engine's
-            buffers, ``copy.part_size x (copy.concurrency + 1)`` plus 256 MiB, at least 512.
+            buffers, ``copy.part_size x (copy.concurrency + 2)`` plus 256 MiB, at least 512.
         fetcher_timeout: Fetcher timeout, 1 to 15 minutes. Default: 15 minutes. The copy
             queue's visibility timeout is six times this.
         fetcher_max_concurrency: Most concurrent fetchers, which bounds the load on the
@@ -1383,7 +1383,9 @@ def _with_bucket_name(config: Config, name: str) -> Config:
 
 def _default_memory(config: Config) -> int:
     mib = 1024 * 1024
-    buffers = config.transfer.part_size * (config.transfer.concurrency + 1)
+    # The copy engine's buffer pool holds concurrency + 2 parts (one being hashed in order and
+    # one being filled while the others are in flight).
+    buffers = config.transfer.part_size * (config.transfer.concurrency + 2)
     needed = -(-buffers // mib) + 256
     return int(min(10240, max(512, -(-needed // 64) * 64)))
 

@@ -93,9 +93,10 @@ def prewarm(
     Locally, --concurrency workers copy through the copy engine, with a live progress bar on
     a terminal (plain lines every few seconds otherwise); the bucket and the credentials are
     checked once before the first copy. --local copies into the bucket of the `backorigin
-    serve` running CONFIG. An
-    object already in S3 is skipped after one S3 HEAD, so running the command again after an
-    interruption continues where it stopped; with --list, a copy whose size or origin version
+    serve` running CONFIG. The
+    bucket is listed once per batch of keys (no HEAD per key), so an object already in S3 is
+    skipped cheaply and running the command again after an interruption continues where it
+    stopped; with --list, a copy whose size or origin version
     differs from the listing is reported as stale (never overwritten). A summary follows; the
     keys worth retrying go to --failed-out. Exits 0 when every key ended copied or exists, 1
     otherwise (2 for a bad config or usage, 130 when interrupted).
