@@ -36,6 +36,7 @@ __all__ = [
 import base64
 import binascii
 import contextlib
+import http.client
 import ipaddress
 import re
 import socket
@@ -297,7 +298,7 @@ def _transport_error(exc: BaseException, what: str) -> OriginError:
         detail = "cannot connect"
     elif isinstance(reason, ConnectTimeoutError):
         detail = "connection timed out"
-    elif isinstance(reason, ReadTimeoutError):
+    elif isinstance(reason, ReadTimeoutError | TimeoutError):  # the latter: a raw socket read
         detail = "read timed out"
     elif isinstance(reason, ProtocolError | HTTPException | OSError):
         detail = "connection broken"
@@ -863,28 +864,75 @@ class _HttpBody:
         self._received = 0
         self._finished = False
         self._what = what
+        # The http.client response under urllib3's. The body is requested undecoded, so for
+        # a body of stated length without transfer framing the wire bytes are the body and
+        # can go straight into the caller's buffer (urllib3's read1 returns a new ``bytes``
+        # per receive, copied again into the buffer).
+        raw = getattr(response, "_fp", None)
+        direct = (
+            isinstance(raw, http.client.HTTPResponse)
+            and not raw.chunked
+            and raw.length is not None
+            and raw.fp is not None
+        )
+        self._raw: http.client.HTTPResponse | None = raw if direct else None
+        self._socket: Callable[[memoryview], int | None] | None = None
 
     def readinto(self, buffer: memoryview) -> int:
         response = self._response
         if response is None:
             return 0
+        # At most one receive per call: a read that times out midway would lose the bytes
+        # it already had, and the resume would ask for them again.
+        window = buffer[: min(len(buffer), CHUNK_SIZE)]
+        raw = self._raw
         try:
-            # read1: what one receive brings. A read that times out midway would lose the
-            # bytes it already had, and the resume would ask for them again.
-            chunk = response.read1(min(len(buffer), CHUNK_SIZE), decode_content=False)
+            if raw is not None:
+                count = self._read_raw(raw, window)
+            else:
+                chunk = response.read1(len(window), decode_content=False)
+                count = len(chunk)
+                window[:count] = chunk
         except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
             raise _transport_error(exc, self._what) from exc
-        if not chunk:
+        if not count:
             announced = self._announced
             if announced is not None and self._received != announced:
+                if raw is not None:
+                    # urllib3 raises IncompleteRead for a short body: say it the same way.
+                    short = http.client.IncompleteRead(b"", announced - self._received)
+                    raise _transport_error(short, self._what)
                 raise TransientOriginError(
                     f"{self._what}: the body ended after {self._received} of {announced} bytes"
                 )
             self._finished = True
             return 0
-        count = len(chunk)
-        buffer[:count] = chunk
         self._received += count
+        return count
+
+    def _read_raw(self, raw: http.client.HTTPResponse, window: memoryview) -> int:
+        """One receive into ``window``, keeping http.client's length bookkeeping."""
+        remaining = raw.length or 0
+        if not remaining or raw.fp is None:
+            return 0
+        window = window[:remaining]
+        receive = self._socket
+        if receive is None:
+            # Whatever arrived with the headers sits in the reader's buffer: read1 returns
+            # that (no receive), or does one receive when it is empty. Once a read1 returns
+            # less than asked, the buffer is empty and stays so while we read the socket.
+            chunk = raw.fp.read1(len(window))
+            count = len(chunk)
+            window[:count] = chunk
+            if count < len(window):
+                self._socket = raw.fp.raw.readinto
+        else:
+            count = receive(window) or 0
+        raw.length = remaining - count
+        if raw.length == 0:
+            # As http.client does at the end of a body: the connection may serve the next
+            # request once this response reads as closed.
+            raw.close()
         return count
 
     def close(self) -> None:
