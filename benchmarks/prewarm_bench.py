@@ -237,6 +237,11 @@ def command(
             "--concurrency",
             str(concurrency),
         ]
+        if PROFILE_DIR is not None:
+            # Sampled by py-spy (collapsed stacks); its own CPU then counts as the client's.
+            spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+            out = PROFILE_DIR / f"{bucket}.txt"
+            argv = [spy, "record", "--rate", "250", "--format", "raw", "-o", str(out), "--", *argv]
         return argv, env
     raise ValueError(f"unknown variant {variant!r}")
 
@@ -506,6 +511,9 @@ def rounds(variants: Sequence[str], count: int) -> Iterator[tuple[int, str]]:
             yield number, variant
 
 
+PROFILE_DIR: Path | None = None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=2000)
@@ -522,7 +530,17 @@ def main() -> None:
     parser.add_argument(
         "--append-results", action="store_true", help=f"append the section to {RESULTS}"
     )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        help="sample each backorigin run with py-spy into this directory (CPU figures then "
+        "include py-spy's)",
+    )
     args = parser.parse_args()
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile_dir
+    if PROFILE_DIR is not None:
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
     if unknown:

@@ -204,3 +204,36 @@ def test_a_part_corrupted_in_transit_is_refused_and_nothing_is_stored(
     assert setup.stored("parts.bin") is None
     assert setup.open_uploads() == []
     assert setup.leases() == []
+
+
+# --- the request shape of small bodies --------------------------------------------------------
+
+
+def test_small_bodies_go_with_their_headers_and_large_ones_wait_for_100_continue(
+    setup: Setup,
+) -> None:
+    sent: list[tuple[str, int, str | None]] = []
+
+    def record(request: Any, event_name: str, **_: Any) -> None:
+        path = urllib.parse.urlsplit(request.url).path
+        if request.method == "PUT" and path.endswith(".bin"):  # the objects, not the leases
+            size = int(request.headers.get("Content-Length", -1))
+            expect = request.headers.get("Expect")
+            if isinstance(expect, bytes):
+                expect = expect.decode()
+            sent.append((event_name.rsplit(".", 1)[-1], size, expect))
+
+    setup.client.meta.events.register("before-send.s3", record)
+    small = body_of(64 * 1024, "small")
+    large = body_of(5 * MiB + 4096, "large")
+    setup.origin.put("small.bin", small)
+    setup.origin.put("large.bin", large)
+    assert setup.engine.copy("small.bin").outcome is CopyOutcome.COPIED
+    assert setup.engine.copy("large.bin").outcome is CopyOutcome.COPIED
+    assert setup.stored("small.bin") == small
+    assert setup.stored("large.bin") == large
+    assert sorted(sent) == [
+        ("PutObject", 64 * 1024, None),
+        ("UploadPart", 4096, None),
+        ("UploadPart", 5 * MiB, "100-continue"),
+    ]

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.utils import determine_content_length
 
 from backorigin.config.models import BucketConfig
 from backorigin.errors import BackoriginError
@@ -159,7 +160,26 @@ def make_s3_client(
         aws_access_key_id=aws_access_key_id,
         aws_secret_access_key=aws_secret_access_key,
     )
+    # After botocore's own handler, which asks every file-like body to wait for a
+    # "100 Continue" (and PutObject turns a bytes body into a file first).
+    client.meta.events.register_last("before-call.s3", _no_expect_for_small_bodies)
     return client
+
+
+def _no_expect_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
+    """Send a body of at most :data:`_SMALL_BODY` bytes with its headers.
+
+    ``Expect: 100-continue`` spares sending a body the server would refuse, at the price of
+    one more round trip (and botocore reads the interim answer a byte per receive). For a
+    small body that round trip costs more than the body: a refused one is simply sent for
+    nothing, and the answer is the same.
+    """
+    headers = params.get("headers")
+    if not headers or "Expect" not in headers:
+        return
+    size = determine_content_length(params.get("body"))
+    if size is not None and size <= _SMALL_BODY:
+        del headers["Expect"]
 
 
 @dataclass(frozen=True, slots=True)
