@@ -238,10 +238,23 @@ def command(
             str(concurrency),
         ]
         if PROFILE_DIR is not None:
-            # Sampled by py-spy (collapsed stacks); its own CPU then counts as the client's.
+            # Sampled by py-spy while holding the GIL (collapsed stacks): where the client's
+            # CPU goes. py-spy's own CPU then counts as the client's.
             spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
             out = PROFILE_DIR / f"{bucket}.txt"
-            argv = [spy, "record", "--rate", "250", "--format", "raw", "-o", str(out), "--", *argv]
+            argv = [
+                spy,
+                "record",
+                "--rate",
+                "250",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+                "--",
+                *argv,
+            ]
         return argv, env
     raise ValueError(f"unknown variant {variant!r}")
 
@@ -533,8 +546,8 @@ def main() -> None:
     parser.add_argument(
         "--profile-dir",
         type=Path,
-        help="sample each backorigin run with py-spy into this directory (CPU figures then "
-        "include py-spy's)",
+        help="sample each backorigin run with py-spy --gil into this directory (collapsed "
+        "stacks; CPU figures then include py-spy's)",
     )
     args = parser.parse_args()
     global PROFILE_DIR
