@@ -18,11 +18,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
 
 from backorigin.errors import BackoriginError
-from backorigin.handlers import sigv4
-from backorigin.handlers.sqs import Transport, _Connections
+from backorigin.handlers import awsjson, sigv4
+from backorigin.handlers.awsjson import Connections, Transport
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 
 SECRET_TTL = 300.0
 """Seconds a resolved value is reused, as the full path's resolver does at the edge."""
-_RETRIED = frozenset({500, 502, 503, 504})
-_THROTTLED = ("ThrottlingException", "RequestThrottled", "ServiceUnavailable")
 
 
 class EdgeSecretUnavailable(BackoriginError):
@@ -74,7 +71,7 @@ class SecretsManagerClient:
         self._environ = environ
         self._timeout = timeout
         self._attempts = max(1, attempts)
-        self._transport: Transport = transport if transport is not None else _Connections()
+        self._transport: Transport = transport if transport is not None else Connections()
 
     def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:  # noqa: N803
         """The secret's current value (boto3's argument name and answer shape).
@@ -96,48 +93,23 @@ class SecretsManagerClient:
             or environ.get("AWS_ENDPOINT_URL")
             or f"https://secretsmanager.{region}.amazonaws.com"
         )
-        netloc = urlsplit(endpoint).netloc
-        body = json.dumps({"SecretId": SecretId}).encode()
-        headers = {
-            "host": netloc,
-            "content-type": "application/x-amz-json-1.1",
-            "x-amz-target": "secretsmanager.GetSecretValue",
-        }
-        failure = "no attempt was made"
-        for _ in range(self._attempts):
-            signed = dict(headers)
-            signed.update(
-                sigv4.sign(
-                    "POST",
-                    "/",
-                    "",
-                    headers,
-                    body,
-                    credentials=credentials,
-                    region=region,
-                    service="secretsmanager",
-                )
+        try:
+            return awsjson.call(
+                self._transport,
+                endpoint.rstrip("/") + "/",
+                target="secretsmanager.GetSecretValue",
+                content_type="application/x-amz-json-1.1",
+                payload=json.dumps({"SecretId": SecretId}).encode(),
+                credentials=credentials,
+                region=region,
+                service="secretsmanager",
+                attempts=self._attempts,
+                timeout=self._timeout,
             )
-            try:
-                status, data = self._transport(
-                    "POST", endpoint.rstrip("/") + "/", signed, body, self._timeout
-                )
-            except OSError:
-                failure = "Secrets Manager could not be reached"
-                continue
-            try:
-                answer = json.loads(data or b"{}")
-            except ValueError:
-                answer = {}
-            if not isinstance(answer, dict):
-                answer = {}
-            if status == 200:
-                return answer
-            kind = str(answer.get("__type", "")).rpartition("#")[2] or f"HTTP {status}"
-            failure = kind
-            if status not in _RETRIED and kind not in _THROTTLED:
-                break
-        raise EdgeSecretUnavailable(failure)
+        except awsjson.CallFailed as failed:
+            if failed.unreachable is not None:
+                raise EdgeSecretUnavailable("Secrets Manager could not be reached") from None
+            raise EdgeSecretUnavailable(failed.kind or f"HTTP {failed.status}") from None
 
 
 class EdgeSecrets:

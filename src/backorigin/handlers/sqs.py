@@ -12,66 +12,23 @@ from __future__ import annotations
 __all__ = ["SqsClient", "SqsError"]
 
 import hashlib
-import http.client
 import json
 import os
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from backorigin.errors import BackoriginError
-from backorigin.handlers import sigv4
+from backorigin.handlers import awsjson, sigv4
+from backorigin.handlers.awsjson import Connections, Transport
 from backorigin.transfer.job import queue_region
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the lean path
 if TYPE_CHECKING:
     from typing import Any
 
-Transport = Callable[[str, str, Mapping[str, str], bytes, float], tuple[int, bytes]]
-"""``(method, url, headers, body, timeout) -> (status, body)``; raises ``OSError`` on failure."""
-
-_RETRIED = frozenset({500, 502, 503, 504})
-_THROTTLED = ("RequestThrottled", "ThrottlingException", "ServiceUnavailable")
-
 
 class SqsError(BackoriginError):
     """SQS refused the message, or could not be reached."""
-
-
-class _Connections:
-    """One kept-alive connection per endpoint; a broken one is replaced on the next use."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
-
-    def __call__(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout: float
-    ) -> tuple[int, bytes]:
-        parts = urlsplit(url)
-        where = (parts.scheme, parts.hostname or "", parts.port)
-        with self._lock:
-            connection = self._pool.pop(where, None)
-        if connection is None:
-            kind = (
-                http.client.HTTPSConnection
-                if parts.scheme == "https"
-                else http.client.HTTPConnection
-            )
-            connection = kind(where[1], where[2], timeout=timeout)
-        try:
-            connection.request(method, parts.path or "/", body=body, headers=dict(headers))
-            response = connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise OSError(f"{type(exc).__name__}: {exc}") from exc
-        if response.will_close:
-            connection.close()
-        else:
-            with self._lock:
-                self._pool.setdefault(where, connection)
-        return response.status, data
 
 
 class SqsClient:
@@ -99,7 +56,7 @@ class SqsClient:
         self._environ = environ
         self._timeout = timeout
         self._attempts = max(1, attempts)
-        self._transport: Transport = transport if transport is not None else _Connections()
+        self._transport: Transport = transport if transport is not None else Connections()
 
     def send_message(self, *, QueueUrl: str, MessageBody: str) -> dict[str, Any]:  # noqa: N803
         """Send ``MessageBody`` to the queue at ``QueueUrl`` (boto3's argument names).
@@ -119,47 +76,25 @@ class SqsClient:
         region = queue_region(QueueUrl) or self.region or "us-east-1"
         endpoint = f"{parts.scheme}://{parts.netloc}/"
         body = json.dumps({"QueueUrl": QueueUrl, "MessageBody": MessageBody}).encode()
-        headers = {
-            "host": parts.netloc,
-            "content-type": "application/x-amz-json-1.0",
-            "x-amz-target": "AmazonSQS.SendMessage",
-        }
-        failure = "no attempt was made"
-        for _ in range(self._attempts):
-            signed = dict(headers)
-            signed.update(
-                sigv4.sign(
-                    "POST",
-                    "/",
-                    "",
-                    headers,
-                    body,
-                    credentials=credentials,
-                    region=region,
-                    service="sqs",
-                )
+        try:
+            answer = awsjson.call(
+                self._transport,
+                endpoint,
+                target="AmazonSQS.SendMessage",
+                content_type="application/x-amz-json-1.0",
+                payload=body,
+                credentials=credentials,
+                region=region,
+                service="sqs",
+                attempts=self._attempts,
+                timeout=self._timeout,
             )
-            try:
-                status, data = self._transport("POST", endpoint, signed, body, self._timeout)
-            except OSError as exc:
-                failure = f"SQS could not be reached: {exc}"
-                continue
-            answer = _decode(data)
-            if status == 200:
-                return _checked(answer, MessageBody)
-            kind = str(answer.get("__type", "")).rpartition("#")[2]
-            failure = f"SQS answered {status} {kind}: {answer.get('message', '')}".rstrip(": ")
-            if status not in _RETRIED and kind not in _THROTTLED:
-                break
-        raise SqsError(failure)
-
-
-def _decode(data: bytes) -> dict[str, Any]:
-    try:
-        answer = json.loads(data or b"{}")
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}
+        except awsjson.CallFailed as failed:
+            if failed.unreachable is not None:
+                raise SqsError(f"SQS could not be reached: {failed.unreachable}") from None
+            reason = f"SQS answered {failed.status} {failed.kind}: {failed.message}"
+            raise SqsError(reason.rstrip(": ")) from None
+        return _checked(answer, MessageBody)
 
 
 def _checked(answer: dict[str, Any], body: str) -> dict[str, Any]:
