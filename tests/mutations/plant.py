@@ -124,7 +124,7 @@ PLANTS = [
         "put-new-overwrites",
         "put_new without If-None-Match: *",
         BUCKET,
-        in_function("put_new", r'\s*IfNoneMatch="\*",?', ""),
+        in_function("put_new", r'\s*["\']?IfNoneMatch["\']?\s*[:=]\s*"\*",?', ""),
         WRITE_TESTS,
     ),
     Plant(

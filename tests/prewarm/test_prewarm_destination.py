@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
+import urllib.parse
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from backorigin.prewarm.destination import DestinationIndex
 from backorigin.prewarm.local import Finding
 from backorigin.testing.memory import MemoryAdapter
 from backorigin.transfer import CopyEngine, CopyOutcome
-from backorigin.transfer.bucket import Bucket
+from backorigin.transfer.bucket import Bucket, make_s3_client
+from net_support import Forwarded, TamperingProxy
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 
@@ -33,21 +35,57 @@ def make_config(bucket: str, endpoint: str) -> Config:
     )
 
 
+def operation(forwarded: Forwarded) -> str:
+    """The S3 operation a request is, told from its method and query (what this file sends)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(forwarded.path).query)
+    if forwarded.method == "GET":
+        return "ListObjectsV2" if "list-type" in query else "GetObject"
+    if forwarded.method == "PUT":
+        return "UploadPart" if "uploadId" in query else "PutObject"
+    return {"HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(forwarded.method, "other")
+
+
 class Counted:
-    """The S3 operations a boto3 client makes, counted through its own event hooks."""
+    """An engine whose S3 requests go through a proxy that counts them by operation, on the
+    wire, whichever HTTP stack sends them (botocore, or the CRT's for PutObject)."""
 
-    def __init__(self, client: Any) -> None:
-        self.calls: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        client.meta.events.register("before-call.s3", self._count)
+    def __init__(
+        self, config: Config, origin: MemoryAdapter, seaweedfs: Any, credentials: dict[str, str]
+    ) -> None:
+        self.proxy = TamperingProxy(seaweedfs.url, lambda method, path, body: body).__enter__()
+        client = make_s3_client(
+            config.bucket.model_copy(update={"endpoint_url": self.proxy.url}),
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.engine = CopyEngine(config, s3_client=client, adapters={"primary": origin})
 
-    def _count(self, model: Any, **_: Any) -> None:
-        with self._lock:
-            self.calls[model.name] += 1
+    @property
+    def calls(self) -> Counter[str]:
+        return Counter(operation(f) for f in self.proxy.forwarded)
+
+    def close(self) -> None:
+        self.engine.close()
+        self.proxy.__exit__()
+
+
+@pytest.fixture
+def counted(
+    bucket: str, seaweedfs: Any, s3_credentials: dict[str, str]
+) -> Iterator[Callable[[MemoryAdapter], Counted]]:
+    made: list[Counted] = []
+
+    def build(origin: MemoryAdapter) -> Counted:
+        made.append(Counted(make_config(bucket, seaweedfs.url), origin, seaweedfs, s3_credentials))
+        return made[-1]
+
+    yield build
+    for each in made:
+        each.close()
 
 
 def test_a_batch_costs_one_listing_and_one_put_per_missing_key(
-    bucket: str, seaweedfs: Any, s3_client: Any
+    bucket: str, seaweedfs: Any, s3_client: Any, counted: Callable[[MemoryAdapter], Counted]
 ) -> None:
     config = make_config(bucket, seaweedfs.url)
     origin = MemoryAdapter(config.origins[0])  # type: ignore[arg-type]
@@ -56,34 +94,32 @@ def test_a_batch_costs_one_listing_and_one_put_per_missing_key(
         origin.put(key, key.encode())
     for key in keys[:10]:  # already in S3
         s3_client.put_object(Bucket=bucket, Key=key, Body=key.encode())
-    engine = CopyEngine(config, s3_client=s3_client, adapters={"primary": origin})
-    counted = Counted(s3_client)
-    tally = LocalPrewarm(engine, concurrency=4).run(Job(key) for key in keys)
+    counting = counted(origin)
+    tally = LocalPrewarm(counting.engine, concurrency=4).run(Job(key) for key in keys)
     assert tally.counts == Counter({CopyOutcome.COPIED: 30, CopyOutcome.EXISTS: 10})
-    assert counted.calls == Counter({"ListObjectsV2": 1, "PutObject": 30})
+    assert counting.calls == Counter({"ListObjectsV2": 1, "PutObject": 30})
     stored = s3_client.list_objects_v2(Bucket=bucket)["Contents"]
     assert sorted(o["Key"] for o in stored) == keys
 
 
 def test_without_the_listing_every_key_is_asked(
-    bucket: str, seaweedfs: Any, s3_client: Any
+    bucket: str, seaweedfs: Any, s3_client: Any, counted: Callable[[MemoryAdapter], Counted]
 ) -> None:
     config = make_config(bucket, seaweedfs.url)
     origin = MemoryAdapter(config.origins[0])  # type: ignore[arg-type]
     keys = [f"k/{i}" for i in range(5)]
     for key in keys:
         origin.put(key, b"x")
-    engine = CopyEngine(config, s3_client=s3_client, adapters={"primary": origin})
-    counted = Counted(s3_client)
-    tally = LocalPrewarm(engine, concurrency=2, list_destination=False).run(
+    counting = counted(origin)
+    tally = LocalPrewarm(counting.engine, concurrency=2, list_destination=False).run(
         Job(key) for key in keys
     )
     assert tally.counts == Counter({CopyOutcome.COPIED: 5})
-    assert counted.calls == Counter({"HeadObject": 5, "PutObject": 5})
+    assert counting.calls == Counter({"HeadObject": 5, "PutObject": 5})
 
 
 def test_a_listed_job_whose_copy_is_stale_is_still_compared(
-    bucket: str, seaweedfs: Any, s3_client: Any
+    bucket: str, seaweedfs: Any, s3_client: Any, counted: Callable[[MemoryAdapter], Counted]
 ) -> None:
     """A key the listing shows present is HEADed only when its provenance must be compared."""
     config = make_config(bucket, seaweedfs.url)
@@ -91,12 +127,11 @@ def test_a_listed_job_whose_copy_is_stale_is_still_compared(
     origin.put("a.txt", b"new content")
     origin.put("b.txt", b"bbb")
     s3_client.put_object(Bucket=bucket, Key="a.txt", Body=b"old")
-    engine = CopyEngine(config, s3_client=s3_client, adapters={"primary": origin})
-    counted = Counted(s3_client)
+    counting = counted(origin)
     jobs = [Job(info.key, "primary", info) for info in origin.list("")]
-    tally = LocalPrewarm(engine, concurrency=2).run(jobs)
+    tally = LocalPrewarm(counting.engine, concurrency=2).run(jobs)
     assert tally.counts == Counter({Finding.STALE: 1, CopyOutcome.COPIED: 1})
-    assert counted.calls == Counter({"ListObjectsV2": 1, "HeadObject": 1, "PutObject": 1})
+    assert counting.calls == Counter({"ListObjectsV2": 1, "HeadObject": 1, "PutObject": 1})
     body = s3_client.get_object(Bucket=bucket, Key="a.txt")["Body"].read()
     assert body == b"old"  # never overwritten
 

@@ -2,8 +2,10 @@
 
 * Create-only: an object another writer creates after the engine looked (its HEADs said
   "absent") and before the engine's own write lands must survive. The competing write is
-  made from a botocore hook on the engine's own client, right before the engine's
-  PutObject or CompleteMultipartUpload is sent, so the race is hit every time. SeaweedFS
+  made by a proxy between the engine and SeaweedFS, once it holds the engine's PutObject or
+  CompleteMultipartUpload and before it forwards it, so the race is hit every time,
+  whichever HTTP stack sent the request (the CRT's for a PutObject, botocore's for the
+  multipart calls). SeaweedFS
   enforces ``If-None-Match: *`` on both (412), as S3 does:
   https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
 * Integrity: a proxy between the engine and SeaweedFS flips one byte of an object's body on
@@ -69,18 +71,6 @@ class Setup:
         self.origin = MemoryAdapter(config.origins[0])  # type: ignore[arg-type]
         self.engine = CopyEngine(config, s3_client=self.client, adapters={"primary": self.origin})
 
-    def before(self, operation: str, key: str, action: Callable[[], None]) -> list[str]:
-        """Run ``action`` once, just before the engine sends ``operation`` for ``key``."""
-        fired: list[str] = []
-
-        def hook(params: dict[str, Any], **_: Any) -> None:
-            if params.get("Key") == key and not fired:
-                fired.append(operation)
-                action()
-
-        self.client.meta.events.register(f"before-parameter-build.s3.{operation}", hook)
-        return fired
-
     def compete(self, key: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=COMPETITOR)
 
@@ -99,21 +89,40 @@ class Setup:
         return [o["Key"] for o in listed.get("Contents", [])]
 
 
-@pytest.fixture
-def setup(
-    bucket: str, seaweedfs: Any, s3_client: Any, s3_credentials: dict[str, str]
-) -> Iterator[Setup]:
-    made = Setup(bucket, seaweedfs.url, s3_client, s3_credentials)
-    yield made
-    made.engine.close()
-
-
 # --- create-only ------------------------------------------------------------------------------
 
 
-def test_an_object_created_just_before_the_put_survives(setup: Setup) -> None:
+def compete_before(
+    operation: str, key: str, setups: list[Setup]
+) -> tuple[Callable[[str, str, bytes], bytes], list[str]]:
+    """A proxy hook: the first time the engine's ``operation`` on ``key`` passes, another
+    writer creates ``key`` before the request goes on. Returns the hook and what fired."""
+    fired: list[str] = []
+
+    def hook(method: str, path: str, body: bytes) -> bytes:
+        parsed = urllib.parse.urlsplit(path)
+        name = urllib.parse.unquote(parsed.path.split("/", 2)[-1])
+        query = urllib.parse.parse_qs(parsed.query)
+        seen = {
+            ("PUT", False): "PutObject",
+            ("POST", True): "CompleteMultipartUpload",
+        }.get((method, "uploadId" in query))
+        if seen == operation and name == key and not fired:
+            fired.append(operation)
+            setups[0].compete(key)
+        return body
+
+    return hook, fired
+
+
+def test_an_object_created_just_before_the_put_survives(
+    tampered: Callable[..., tuple[Setup, TamperingProxy]],
+) -> None:
+    setups: list[Setup] = []
+    hook, fired = compete_before("PutObject", "small.txt", setups)
+    setup, _ = tampered(hook)
+    setups.append(setup)
     setup.origin.put("small.txt", b"the origin's older copy")
-    fired = setup.before("PutObject", "small.txt", lambda: setup.compete("small.txt"))
     result = setup.engine.copy("small.txt")
     assert fired == ["PutObject"]
     assert result.outcome is CopyOutcome.EXISTS, result
@@ -121,10 +130,15 @@ def test_an_object_created_just_before_the_put_survives(setup: Setup) -> None:
     assert setup.leases() == []
 
 
-def test_an_object_created_just_before_the_multipart_completion_survives(setup: Setup) -> None:
+def test_an_object_created_just_before_the_multipart_completion_survives(
+    tampered: Callable[..., tuple[Setup, TamperingProxy]],
+) -> None:
+    setups: list[Setup] = []
+    hook, fired = compete_before("CompleteMultipartUpload", "big.bin", setups)
+    setup, _ = tampered(hook)
+    setups.append(setup)
     data = body_of(5 * MiB + 4096, "multipart")
     setup.origin.put("big.bin", data)
-    fired = setup.before("CompleteMultipartUpload", "big.bin", lambda: setup.compete("big.bin"))
     result = setup.engine.copy("big.bin")
     assert fired == ["CompleteMultipartUpload"]
     assert result.outcome is CopyOutcome.EXISTS, result
@@ -210,20 +224,9 @@ def test_a_part_corrupted_in_transit_is_refused_and_nothing_is_stored(
 
 
 def test_small_bodies_go_with_their_headers_and_large_ones_wait_for_100_continue(
-    setup: Setup,
+    tampered: Callable[..., tuple[Setup, TamperingProxy]],
 ) -> None:
-    sent: list[tuple[str, int, str | None]] = []
-
-    def record(request: Any, event_name: str, **_: Any) -> None:
-        path = urllib.parse.urlsplit(request.url).path
-        if request.method == "PUT" and path.endswith(".bin"):  # the objects, not the leases
-            size = int(request.headers.get("Content-Length", -1))
-            expect = request.headers.get("Expect")
-            if isinstance(expect, bytes):
-                expect = expect.decode()
-            sent.append((event_name.rsplit(".", 1)[-1], size, expect))
-
-    setup.client.meta.events.register("before-send.s3", record)
+    setup, proxy = tampered(lambda method, path, body: body)
     small = body_of(64 * 1024, "small")
     large = body_of(5 * MiB + 4096, "large")
     setup.origin.put("small.bin", small)
@@ -232,6 +235,15 @@ def test_small_bodies_go_with_their_headers_and_large_ones_wait_for_100_continue
     assert setup.engine.copy("large.bin").outcome is CopyOutcome.COPIED
     assert setup.stored("small.bin") == small
     assert setup.stored("large.bin") == large
+    sent = [
+        (
+            "UploadPart" if "uploadId=" in f.path else "PutObject",
+            int(f.headers.get("content-length", -1)),
+            f.headers.get("expect"),
+        )
+        for f in proxy.forwarded
+        if f.method == "PUT" and urllib.parse.urlsplit(f.path).path.endswith(".bin")
+    ]  # the objects, not the leases
     assert sorted(sent) == [
         ("PutObject", 64 * 1024, None),
         ("UploadPart", 4096, None),

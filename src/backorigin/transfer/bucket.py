@@ -24,8 +24,8 @@ __all__ = [
 
 import base64
 import contextlib
-import io
 import ipaddress
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +39,8 @@ from botocore.utils import determine_content_length
 
 from backorigin.config.models import BucketConfig
 from backorigin.errors import BackoriginError
+from backorigin.transfer.buffers import Body
+from backorigin.transfer.crt_put import CrtPutter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -201,59 +203,6 @@ class ListedObject:
     last_modified: datetime | None
 
 
-class Body(io.RawIOBase):
-    """A read-only, seekable file over a caller's buffer: a request body sent without a copy.
-
-    botocore hands a body that is not a file to its signer wrapped in ``io.BytesIO`` (a copy of
-    every part), while a seekable file is read in place: the signer hashes it through
-    ``readinto``, urllib3 sends it in ``read`` blocks, and a retry rewinds it with ``seek``.
-    ``read`` returns views of the buffer, so sending copies nothing either; the buffer must
-    stay unchanged until the request has returned.
-
-    Args:
-        data: The bytes to send (a ``memoryview`` of a pooled part buffer, typically).
-    """
-
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        super().__init__()
-        self._view = memoryview(data).cast("B")
-        self._position = 0
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
-        self._position = max(0, base[whence] + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        chunk = self._view[self._position : self._position + len(target)]
-        target[: len(chunk)] = chunk
-        self._position += len(chunk)
-        return len(chunk)
-
-    def read(self, size: int | None = -1) -> Any:
-        """The next ``size`` bytes (all that is left when negative), as a view of the buffer."""
-        end = len(self._view) if size is None or size < 0 else self._position + size
-        chunk = self._view[self._position : end]
-        self._position += len(chunk)
-        return chunk
-
-    def readall(self) -> bytes:
-        return bytes(self.read())
-
-
 _SMALL_BODY = 1024 * 1024
 
 
@@ -286,9 +235,37 @@ def _parts(parts: Mapping[int, tuple[str, bytes | None]]) -> list[dict[str, Any]
 class Bucket:
     """The S3 operations of the copy engine, on one bucket."""
 
-    def __init__(self, client: S3Client, name: str) -> None:
+    def __init__(self, client: S3Client, name: str, *, crt_puts: bool = True) -> None:
+        """Args:
+        client: The boto3 client every request follows (endpoint, region, credentials).
+        name: The bucket.
+        crt_puts: Send single PutObject requests through the CRT's S3 client
+            (:mod:`backorigin.transfer.crt_put`); otherwise, and for unsigned clients,
+            through botocore.
+        """
         self.client = client
         self.name = name
+        self._crt_puts = crt_puts
+        self._putter: CrtPutter | None = None
+        self._putter_lock = threading.Lock()
+
+    def _put(self, key: str, body: bytes | bytearray | memoryview, params: dict[str, Any]) -> str:
+        """One PutObject; its ETag. The CRT sends it when it can, botocore otherwise."""
+        putter = self._crt_putter()
+        with _call("PutObject"):
+            if putter is not None:
+                return putter.put(key, body, params)["etag"]
+            response = self.client.put_object(Bucket=self.name, Key=key, Body=_body(body), **params)
+        return str(response["ETag"])
+
+    def _crt_putter(self) -> CrtPutter | None:
+        if not self._crt_puts:
+            return None
+        with self._putter_lock:
+            if self._putter is None:
+                self._putter = CrtPutter.for_client(self.client, self.name)
+                self._crt_puts = self._putter is not None
+            return self._putter
 
     # --- objects ------------------------------------------------------------------------------
 
@@ -322,11 +299,7 @@ class Bucket:
         extra: dict[str, Any] = {"ChecksumCRC32C": _b64(crc32c)}
         if md5 is not None:
             extra["ContentMD5"] = _b64(md5)
-        with _call("PutObject"):
-            response = self.client.put_object(
-                Bucket=self.name, Key=key, Body=_body(body), IfNoneMatch="*", **attributes, **extra
-            )
-        return str(response["ETag"])
+        return self._put(key, body, {"IfNoneMatch": "*", **attributes, **extra})
 
     def put_replacing(
         self,
@@ -348,11 +321,8 @@ class Bucket:
         extra: dict[str, Any] = {"ChecksumCRC32C": _b64(crc32c)}
         if md5 is not None:
             extra["ContentMD5"] = _b64(md5)
-        with _replacing(key), _call("PutObject"):
-            response = self.client.put_object(
-                Bucket=self.name, Key=key, Body=_body(body), IfMatch=etag, **attributes, **extra
-            )
-        return str(response["ETag"])
+        with _replacing(key):
+            return self._put(key, body, {"IfMatch": etag, **attributes, **extra})
 
     def delete_if_match(self, key: str, etag: str) -> bool:
         """Delete ``key`` only while its ETag is still ``etag``; False if it changed or is gone.
@@ -508,24 +478,16 @@ class Bucket:
     def create_document(self, key: str, body: bytes) -> str | None:
         """Create ``key`` if absent; its ETag, or None if it already exists."""
         try:
-            with _call("PutObject"):
-                response = self.client.put_object(
-                    Bucket=self.name, Key=key, Body=body, IfNoneMatch="*"
-                )
+            return self._put(key, body, {"IfNoneMatch": "*"})
         except Exists:
             return None
-        return str(response["ETag"])
 
     def replace_document(self, key: str, body: bytes, etag: str) -> str | None:
         """Overwrite ``key`` only if its ETag is still ``etag``; the new ETag, or None."""
         try:
-            with _call("PutObject"):
-                response = self.client.put_object(
-                    Bucket=self.name, Key=key, Body=body, IfMatch=etag
-                )
+            return self._put(key, body, {"IfMatch": etag})
         except (Exists, _Missing):
             return None
-        return str(response["ETag"])
 
     def read_document(self, key: str) -> tuple[bytes, str] | None:
         """``(body, etag)`` of a small object, or None if it does not exist."""

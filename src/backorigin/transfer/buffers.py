@@ -9,11 +9,13 @@ construction, whatever the object's size, and touches each page once per copy.
 
 from __future__ import annotations
 
-__all__ = ["BufferPool"]
+__all__ = ["Body", "BufferPool"]
 
 import contextlib
+import io
 import mmap
 import threading
+from typing import Any
 
 
 class BufferPool:
@@ -80,3 +82,56 @@ class BufferPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Body(io.RawIOBase):
+    """A read-only, seekable file over a caller's buffer: a request body sent without a copy.
+
+    botocore hands a body that is not a file to its signer wrapped in ``io.BytesIO`` (a copy of
+    every part), while a seekable file is read in place: the signer hashes it through
+    ``readinto``, urllib3 sends it in ``read`` blocks, and a retry rewinds it with ``seek``.
+    ``read`` returns views of the buffer, so sending copies nothing either; the buffer must
+    stay unchanged until the request has returned.
+
+    Args:
+        data: The bytes to send (a ``memoryview`` of a pooled part buffer, typically).
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        chunk = self._view[self._position : self._position + len(target)]
+        target[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def read(self, size: int | None = -1) -> Any:
+        """The next ``size`` bytes (all that is left when negative), as a view of the buffer."""
+        end = len(self._view) if size is None or size < 0 else self._position + size
+        chunk = self._view[self._position : end]
+        self._position += len(chunk)
+        return chunk
+
+    def readall(self) -> bytes:
+        return bytes(self.read())

@@ -1,0 +1,154 @@
+"""The CRT putter sends the PutObject botocore would send, and reads answers as botocore does.
+
+Both are sent through one recording proxy to SeaweedFS, with the same parameters, and what
+arrives is compared header by header; the stored objects are compared too.
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError, HTTPClientError
+
+from backorigin.config.models import BucketConfig
+from backorigin.testing.servers import free_port
+from backorigin.transfer.bucket import make_s3_client
+from backorigin.transfer.crt_put import CrtPutter
+from backorigin.transfer.digest import crc32c
+from net_support import TamperingProxy
+
+DATA = b"a body of some bytes\n" * 3000
+PARAMS: dict[str, Any] = {
+    "ContentType": "text/plain; charset=utf-8",
+    "CacheControl": "public, max-age=60",
+    "ContentDisposition": 'attachment; filename="report.txt"',
+    "ContentLanguage": "en",
+    "Expires": datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC),
+    "Metadata": {"colour": "blue", "backorigin-origin": "legacy"},
+    "ChecksumCRC32C": base64.b64encode(crc32c(DATA).to_bytes(4, "big")).decode(),
+    "IfNoneMatch": "*",
+}
+COMPARED = (
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-language",
+    "expires",
+    "x-amz-meta-colour",
+    "x-amz-meta-backorigin-origin",
+    "x-amz-checksum-crc32c",
+    "if-none-match",
+    "content-length",
+    "host",
+)
+
+
+@pytest.fixture
+def proxy(seaweedfs: Any) -> Iterator[TamperingProxy]:
+    with TamperingProxy(seaweedfs.url, lambda method, path, body: body) as recording:
+        yield recording
+
+
+@pytest.fixture
+def client(proxy: TamperingProxy, bucket: str, s3_credentials: dict[str, str]) -> Any:
+    return make_s3_client(
+        BucketConfig(name=bucket, endpoint_url=proxy.url, region="us-east-1"),
+        aws_access_key_id=s3_credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3_credentials["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def sent(proxy: TamperingProxy, key: str) -> tuple[str, dict[str, str]]:
+    for forwarded in proxy.forwarded:
+        path = urllib.parse.unquote(urllib.parse.urlsplit(forwarded.path).path)
+        if forwarded.method == "PUT" and path.endswith("/" + key):
+            return forwarded.path, forwarded.headers
+    raise AssertionError(f"no PUT of {key} went through the proxy")
+
+
+@pytest.mark.parametrize("suffix", ["plain.txt", "dir/with space+plus~tilde%.txt", "ü/ñ.bin"])
+def test_the_putter_sends_the_request_botocore_sends(
+    client: Any, proxy: TamperingProxy, bucket: str, s3_client: Any, suffix: str
+) -> None:
+    putter = CrtPutter.for_client(client, bucket)
+    assert putter is not None
+    client.put_object(Bucket=bucket, Key="botocore/" + suffix, Body=DATA, **PARAMS)
+    answer = putter.put("crt/" + suffix, DATA, PARAMS)
+
+    boto_path, boto_headers = sent(proxy, "botocore/" + suffix)
+    crt_path, crt_headers = sent(proxy, "crt/" + suffix)
+    assert crt_path.replace("/crt/", "/botocore/", 1) == boto_path
+    for name in COMPARED:
+        assert crt_headers.get(name) == boto_headers.get(name), name
+    assert crt_headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+
+    via_botocore = s3_client.head_object(Bucket=bucket, Key="botocore/" + suffix)
+    via_crt = s3_client.head_object(Bucket=bucket, Key="crt/" + suffix)
+    assert answer["etag"] == via_crt["ETag"] == via_botocore["ETag"]
+    for field in ("ContentType", "CacheControl", "ContentDisposition", "ContentLanguage"):
+        assert via_crt[field] == via_botocore[field] == PARAMS[field], field
+    assert via_crt["Metadata"] == via_botocore["Metadata"] == PARAMS["Metadata"]
+    stored = s3_client.get_object(Bucket=bucket, Key="crt/" + suffix)["Body"].read()
+    assert stored == DATA
+
+
+def test_an_error_answer_is_the_client_error_botocore_raises(client: Any, bucket: str) -> None:
+    putter = CrtPutter.for_client(client, bucket)
+    assert putter is not None
+    putter.put("taken.txt", DATA, PARAMS)
+    with pytest.raises(ClientError) as via_crt:
+        putter.put("taken.txt", DATA, PARAMS)
+    with pytest.raises(ClientError) as via_botocore:
+        client.put_object(Bucket=bucket, Key="taken.txt", Body=DATA, **PARAMS)
+    for raised in (via_crt.value, via_botocore.value):
+        assert raised.response["Error"]["Code"] == "PreconditionFailed"
+        assert raised.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+        assert raised.operation_name == "PutObject"
+
+
+def test_a_body_that_fails_its_checksum_is_refused(client: Any, bucket: str) -> None:
+    putter = CrtPutter.for_client(client, bucket)
+    assert putter is not None
+    wrong = {**PARAMS, "ChecksumCRC32C": base64.b64encode(b"\0\0\0\0").decode()}
+    with pytest.raises(ClientError) as raised:
+        putter.put("bad-digest.txt", DATA, wrong)
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_a_server_that_does_not_answer_is_an_http_client_error(bucket: str) -> None:
+    config = BucketConfig(name=bucket, endpoint_url=f"http://127.0.0.1:{free_port()}")
+    dead = make_s3_client(config, aws_access_key_id="key", aws_secret_access_key="secret")
+    putter = CrtPutter.for_client(dead, bucket)
+    assert putter is not None
+    with pytest.raises(HTTPClientError):
+        putter.put("nowhere.txt", DATA, {})
+
+
+def test_amazon_s3_is_addressed_as_botocore_addresses_it() -> None:
+    client = boto3.client(
+        "s3",
+        region_name="eu-west-3",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+    )
+    putter = CrtPutter.for_client(client, "my-bucket")
+    assert putter is not None
+    assert putter.address == ("my-bucket.s3.eu-west-3.amazonaws.com", "/")
+    dotted = CrtPutter.for_client(client, "my.dotted.bucket")
+    assert dotted is not None
+    assert dotted.address == ("s3.eu-west-3.amazonaws.com", "/my.dotted.bucket/")
+
+
+def test_an_unsigned_client_keeps_botocore() -> None:
+    client = boto3.client(
+        "s3", region_name="us-east-1", config=BotoConfig(signature_version=UNSIGNED)
+    )
+    assert CrtPutter.for_client(client, "public-bucket") is None
