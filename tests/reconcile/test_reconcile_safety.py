@@ -11,6 +11,7 @@ writes" and "How to perform conditional deletes" in the Amazon S3 User Guide.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,18 @@ from moto.server import ThreadedMotoServer
 from reconcile_helpers import Legacy, Setup, gcs_origin, make_setup, s3_origin
 
 from backorigin.handlers import make_fetcher_handler
-from backorigin.prewarm import Action, ActionResult, Entry, State, reconcile, status
+from backorigin.prewarm import (
+    Action,
+    ActionResult,
+    Entry,
+    ReconcileSummary,
+    State,
+    reconcile,
+    status,
+)
 from backorigin.testing.http_origin import HttpOriginServer
-from backorigin.transfer import CopyOutcome
+from backorigin.transfer import CopyOutcome, CopyResult
+from backorigin.transfer.lease import Lease
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 
@@ -255,3 +265,52 @@ def test_an_http_origin_is_checked_from_a_keys_file(
         assert after.complete
         assert after.objects[State.MIGRATED] == 3
         assert body(s3_client, bucket, "b") == b"b two, longer"
+
+
+def test_a_key_another_copier_holds_is_copied_once_its_lease_expires(
+    fake_gcs: Any,
+    bucket: str,
+    seaweedfs: Any,
+    s3_client: Any,
+    s3_credentials: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    legacy = gcs_origin(fake_gcs)
+    # Only a copy of more than one part takes a lease: 6 MiB is two parts of 5 MiB. Held
+    # keys are tried every 2 s for 2 x 8 s + 5 s.
+    extra = "copy: {part_size: 5MiB, lease_ttl: 8s}\n"
+    setup = make_setup(legacy, bucket, seaweedfs, s3_client, s3_credentials, tmp_path, extra)
+    legacy.put("held/big.bin", b"b" * (6 * 1024 * 1024))
+    legacy.put("held/small.txt", b"small")
+    # A copier that died holding the lease of held/big.bin; it expires when the test says so.
+    lease = Lease.acquire(setup.engine.bucket, "", "held/big.bin", ttl=600)
+    assert lease is not None
+
+    outcomes: list[CopyOutcome] = []
+    retried = threading.Event()
+    copy = setup.engine.copy
+
+    def observed(key: str, **options: Any) -> CopyResult:
+        result = copy(key, **options)
+        if key == "held/big.bin":
+            outcomes.append(result.outcome)
+            if outcomes.count(CopyOutcome.IN_PROGRESS) >= 2:
+                retried.set()
+        return result
+
+    setup.engine.copy = observed  # type: ignore[method-assign]  # observed, not replaced
+    summaries: list[ReconcileSummary] = []
+    run = threading.Thread(
+        target=lambda: summaries.append(reconcile(setup.config, engine=setup.engine))
+    )
+    run.start()
+    try:
+        assert retried.wait(60), f"the held key was not tried again: {outcomes}"
+    finally:
+        lease.suspend()  # the dead copier's lease expires now
+        run.join(120)
+    assert not run.is_alive()
+    assert summaries[0].count(ActionResult.DONE, Action.COPY) == 2, summaries[0]
+    assert summaries[0].count(ActionResult.FAILED) == 0
+    assert outcomes[-1] is CopyOutcome.COPIED
+    assert body(s3_client, bucket, "held/big.bin") == b"b" * (6 * 1024 * 1024)

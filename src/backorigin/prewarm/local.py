@@ -17,7 +17,7 @@ the time a dead copier's lease needs to expire.
 
 from __future__ import annotations
 
-__all__ = ["Finding", "KeyOutcome", "LocalPrewarm", "Outcome", "Tally", "compare"]
+__all__ = ["Finding", "KeyOutcome", "LocalPrewarm", "Outcome", "Tally", "compare", "held_key_retry"]
 
 import heapq
 import itertools
@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from backorigin.config.models import Config
 from backorigin.errors import InvalidKey, ObjectNotFound
 from backorigin.keys import RESERVED_PREFIX, bucket_key, is_reserved
 from backorigin.prewarm.destination import BATCH, DestinationIndex
@@ -167,6 +168,17 @@ def compare(stored: StoredObject, job: Job) -> str | None:
     )
 
 
+def held_key_retry(config: Config) -> tuple[float, float]:
+    """How often, and for how long, a key whose lease another copier holds is tried again.
+
+    Every quarter of ``copy.lease_ttl`` (between 0.5 and 5 s), for twice the TTL plus 5 s:
+    long enough for a live copier to finish or for a dead one's lease to expire and be taken
+    over. Returns ``(interval, window)`` in seconds.
+    """
+    ttl = float(config.transfer.lease_ttl)
+    return min(max(ttl / 4, 0.5), 5.0), 2 * ttl + 5
+
+
 @dataclass(order=True)
 class _Retry:
     due: float
@@ -208,9 +220,9 @@ class LocalPrewarm:
         self.concurrency = concurrency
         self.failed = failed if failed is not None else KeyWriter(None)
         self.on_outcome = on_outcome
-        ttl = float(engine.config.transfer.lease_ttl)
-        self.retry_window = retry_window if retry_window is not None else 2 * ttl + 5
-        self.retry_interval = min(max(ttl / 4, 0.5), 5.0)
+        interval, window = held_key_retry(engine.config)
+        self.retry_window = retry_window if retry_window is not None else window
+        self.retry_interval = interval
         self.tally = Tally()
         self._clock = clock
         self._cv = threading.Condition()

@@ -24,6 +24,7 @@ __all__ = ["Action", "ActionResult", "Deletes", "ReconcileSummary", "reconcile"]
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from backorigin.adapters import OriginAdapter
 from backorigin.config.models import Config
 from backorigin.keys import bucket_key
 from backorigin.prewarm.enqueue import BATCH_SIZE, Enqueuer, sqs_client_for
+from backorigin.prewarm.local import held_key_retry
 from backorigin.prewarm.status import RECENT, Entry, State, StatusReport, bucket_of, status
 from backorigin.transfer import CopyEngine, CopyOutcome
 from backorigin.transfer.bucket import Bucket, BucketError
@@ -208,6 +210,10 @@ def reconcile(
 ) -> ReconcileSummary:
     """Copy what is missing, refresh what is stale and apply the delete policy.
 
+    A local copy of a key whose lease another copier holds is tried again, as prewarm does
+    (:func:`~backorigin.prewarm.local.held_key_retry`), until that copy is done or its lease
+    has expired and been taken over.
+
     Args:
         config: The configuration (``bucket.name`` is required).
         prefix: Only viewer keys starting with this are reconciled.
@@ -320,6 +326,14 @@ def reconcile(
 def _copy(engine: CopyEngine, action: Action, entry: Entry, summary: ReconcileSummary) -> None:
     replace = entry.etag if action is Action.REFRESH else None
     result = engine.copy(entry.key, replace=replace)
+    interval, window = held_key_retry(engine.config)
+    give_up = time.monotonic() + window
+    while result.outcome is CopyOutcome.IN_PROGRESS and time.monotonic() + interval <= give_up:
+        # Another copier holds the key's lease (a viewer's miss, a fetcher): its copy finishes
+        # or its lease expires and is taken over, so a later attempt settles the key, as
+        # prewarm's retries do. This worker waits meanwhile; held keys are rare.
+        time.sleep(interval)
+        result = engine.copy(entry.key, replace=replace)
     if result.outcome is CopyOutcome.COPIED:
         summary.add_bytes(result.bytes)
         summary.record(action, entry.key, ActionResult.DONE)
