@@ -152,3 +152,27 @@ def test_an_unsigned_client_keeps_botocore() -> None:
         "s3", region_name="us-east-1", config=BotoConfig(signature_version=UNSIGNED)
     )
     assert CrtPutter.for_client(client, "public-bucket") is None
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
+def test_a_client_behind_a_proxy_keeps_botocore(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "http://proxy.example:3128")
+    client = boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x"
+    )
+    assert CrtPutter.for_client(client, "my-bucket") is None
+    monkeypatch.setenv("NO_PROXY", ".amazonaws.com")
+    assert CrtPutter.for_client(client, "my-bucket") is not None
+
+
+def test_a_client_configured_with_a_proxy_keeps_botocore() -> None:
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="x",
+        config=BotoConfig(proxies={"https": "http://proxy.example:3128"}),
+    )
+    assert CrtPutter.for_client(client, "my-bucket") is None

@@ -28,6 +28,7 @@ __all__ = ["CrtPutter"]
 
 import os
 import threading
+import urllib.request
 from collections.abc import Mapping
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,14 @@ class CrtPutter:
 
     @classmethod
     def for_client(cls, client: S3Client, bucket: str) -> CrtPutter | None:
-        """A putter matching ``client``, or None when the client sends unsigned requests."""
+        """A putter matching ``client``; None when botocore should keep sending its PutObjects.
+
+        That is when the client sends unsigned requests, or sends them through an HTTP proxy
+        (its config's ``proxies`` or the ``HTTP(S)_PROXY`` variables): the CRT client made
+        here connects directly, which a network that only lets a proxy out would refuse.
+        """
+        if _proxied(client):
+            return None
         # The client's resolved credentials, as boto3's own CRT transfer manager reads them.
         credentials = client._get_credentials()  # type: ignore[attr-defined]
         if credentials is None:
@@ -217,3 +225,14 @@ def _put_url(client: S3Client, bucket: str) -> str:
     finally:
         events.unregister(event, unique_id="backorigin-put-url")
     return seen[0]
+
+
+def _proxied(client: S3Client) -> bool:
+    """Whether botocore sends ``client``'s requests through a proxy, as it decides that."""
+    endpoint = urlsplit(client.meta.endpoint_url)
+    host = endpoint.hostname or ""
+    configured: Mapping[str, str] = getattr(client.meta.config, "proxies", None) or {}
+    if configured.get(endpoint.scheme) or configured.get(f"{endpoint.scheme}://{host}"):
+        return True
+    environment = urllib.request.getproxies()
+    return bool(environment.get(endpoint.scheme)) and not urllib.request.proxy_bypass(host)
