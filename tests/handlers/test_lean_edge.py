@@ -3,8 +3,9 @@
 A request to the S3 primary loads no pydantic, YAML, config models, CloudFront rules or SDK; a
 miss on an origin reached without signing routes from the baked plan and sends its copy job to
 SQS (moto's server) without boto3; a miss on an origin that signs from its adapter's edge
-recipe (a bearer token from the environment or from Secrets Manager) loads no config models,
-adapter or SDK either, only the rules on which headers it must leave alone.
+recipe (a bearer token from the environment or from Secrets Manager, an Azure SAS made from
+an account key) loads no config models, adapter or SDK either, only the rules on which headers
+it must leave alone.
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ origins:
     type: http
     base_url: https://vault.example.com/
     auth: {mode: bearer, token: {secret: {aws_secretsmanager: edge-token, key: token}}}
+  - name: blob
+    type: azure
+    account_url: https://acct.blob.core.windows.net
+    container: cont
+    auth: {mode: account_key, account_key: {secret: {env: AZURE_ACCOUNT_KEY}}}
 routes:
   - {prefix: images/, origin: web, fallback: [legacy]}
   - {prefix: vault/, origin: vault}
+  - {prefix: blob/, origin: blob}
   - {prefix: "", origin: legacy}
 """
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -86,6 +93,11 @@ if QUEUE:
     vault["Records"][0]["cf"]["request"]["uri"] = "/vault/a.jpg"
     report["vault"] = lambda_entry.edge(vault, None)["headers"]["authorization"][0]["value"]
     report["after_vault"] = loaded()
+    blob = event("origin-request-secondary")
+    blob["Records"][0]["cf"]["request"]["uri"] = "/blob/a.jpg"
+    sent = lambda_entry.edge(blob, None)
+    report["blob"] = [sent["origin"]["custom"]["domainName"], sent["querystring"]]
+    report["after_blob"] = loaded()
 print(json.dumps(report))
 """
 
@@ -143,6 +155,7 @@ def run(edge_bundle: Path, queue: str | None, endpoint: str = "") -> dict[str, o
     env = {
         **CREDENTIALS,
         "OLD_SITE_TOKEN": "lean-test-token",
+        "AZURE_ACCOUNT_KEY": "bGVhbi10ZXN0LWFjY291bnQta2V5",
         "PATH": "/usr/bin:/bin",
         "AWS_REGION": "eu-west-1",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
@@ -181,3 +194,9 @@ def test_a_miss_enqueues_to_sqs_without_boto3(edge_bundle: Path, sqs: SimpleName
     assert report["after_signed"] == ["backorigin.cloudfront_rules"]
     assert report["vault"] == "Bearer from-the-vault"
     assert report["after_vault"] == ["backorigin.cloudfront_rules"]
+    # An Azure account key signs a per-blob SAS with the standard library: no Azure SDK.
+    domain, query = report["blob"]  # type: ignore[misc]
+    assert domain == "acct.blob.core.windows.net"
+    assert "sig=" in query
+    assert "sp=r" in query
+    assert report["after_blob"] == ["backorigin.cloudfront_rules"]

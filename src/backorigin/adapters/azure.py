@@ -328,14 +328,18 @@ class AzureAdapter(OriginAdapter[AzureOrigin]):
 
     @classmethod
     def deployment(cls, config: AzureOrigin, role: FunctionRole) -> DeploymentNeeds:
-        """The ``azure`` extra for the fetcher; at the edge, only for Shared Key signing.
+        """The ``azure`` extra for the fetcher; at the edge, only when no recipe can be made.
 
-        A SAS token is appended with the standard library; an account key (given alone or
-        in a connection string) signs with the SDK's Shared Key policy.
+        The edge signs from :meth:`edge_recipe` with the standard library: a SAS token is
+        appended, and an account key (alone or in a connection string) signs a per-blob SAS.
+        Only an account key whose recipe cannot be made here (the SDK, which names the REST
+        version to sign for, is not installed where the bundle is built) leaves the edge to
+        the SDK's Shared Key policy, and then the bundle needs it.
         """
-        if role == "fetcher" or isinstance(
-            config.auth, AzureAccountKeyAuth | AzureConnectionStringAuth
-        ):
+        if role == "fetcher":
+            return DeploymentNeeds(packages=extra_requirements("azure"))
+        keyed = isinstance(config.auth, AzureAccountKeyAuth | AzureConnectionStringAuth)
+        if keyed and cls.edge_recipe(config) is None:
             return DeploymentNeeds(packages=extra_requirements("azure"))
         return DeploymentNeeds()
 
