@@ -132,13 +132,19 @@ def test_a_server_that_does_not_answer_is_an_http_client_error(bucket: str) -> N
         putter.put("nowhere.txt", DATA, {})
 
 
-def test_amazon_s3_is_addressed_as_botocore_addresses_it() -> None:
-    client = boto3.client(
+def aws_client(region: str = "us-east-1", **config: Any) -> Any:
+    """A signing client for Amazon S3 itself (nothing is sent to it)."""
+    return boto3.client(
         "s3",
-        region_name="eu-west-3",
+        region_name=region,
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
+        config=BotoConfig(**config),
     )
+
+
+def test_amazon_s3_is_addressed_as_botocore_addresses_it() -> None:
+    client = aws_client("eu-west-3")
     putter = CrtPutter.for_client(client, "my-bucket")
     assert putter is not None
     assert putter.address == ("my-bucket.s3.eu-west-3.amazonaws.com", "/")
@@ -148,9 +154,7 @@ def test_amazon_s3_is_addressed_as_botocore_addresses_it() -> None:
 
 
 def test_an_unsigned_client_keeps_botocore() -> None:
-    client = boto3.client(
-        "s3", region_name="us-east-1", config=BotoConfig(signature_version=UNSIGNED)
-    )
+    client = aws_client(signature_version=UNSIGNED)  # keys given, yet nothing is signed
     assert CrtPutter.for_client(client, "public-bucket") is None
 
 
@@ -159,20 +163,12 @@ def test_a_client_behind_a_proxy_keeps_botocore(
     variable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(variable, "http://proxy.example:3128")
-    client = boto3.client(
-        "s3", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x"
-    )
+    client = aws_client()
     assert CrtPutter.for_client(client, "my-bucket") is None
     monkeypatch.setenv("NO_PROXY", ".amazonaws.com")
     assert CrtPutter.for_client(client, "my-bucket") is not None
 
 
 def test_a_client_configured_with_a_proxy_keeps_botocore() -> None:
-    client = boto3.client(
-        "s3",
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="x",
-        config=BotoConfig(proxies={"https": "http://proxy.example:3128"}),
-    )
+    client = aws_client(proxies={"https": "http://proxy.example:3128"})
     assert CrtPutter.for_client(client, "my-bucket") is None

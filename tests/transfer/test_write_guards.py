@@ -71,9 +71,6 @@ class Setup:
         self.origin = MemoryAdapter(config.origins[0])  # type: ignore[arg-type]
         self.engine = CopyEngine(config, s3_client=self.client, adapters={"primary": self.origin})
 
-    def compete(self, key: str) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=COMPETITOR)
-
     def stored(self, key: str) -> bytes | None:
         try:
             return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
@@ -93,10 +90,11 @@ class Setup:
 
 
 def compete_before(
-    operation: str, key: str, setups: list[Setup]
+    operation: str, key: str, s3: Any, bucket: str
 ) -> tuple[Callable[[str, str, bytes], bytes], list[str]]:
     """A proxy hook: the first time the engine's ``operation`` on ``key`` passes, another
-    writer creates ``key`` before the request goes on. Returns the hook and what fired."""
+    writer (``s3``) creates ``key`` before the request goes on. Returns the hook and what
+    fired."""
     fired: list[str] = []
 
     def hook(method: str, path: str, body: bytes) -> bytes:
@@ -109,19 +107,17 @@ def compete_before(
         }.get((method, "uploadId" in query))
         if seen == operation and name == key and not fired:
             fired.append(operation)
-            setups[0].compete(key)
+            s3.put_object(Bucket=bucket, Key=key, Body=COMPETITOR)
         return body
 
     return hook, fired
 
 
 def test_an_object_created_just_before_the_put_survives(
-    tampered: Callable[..., tuple[Setup, TamperingProxy]],
+    tampered: Callable[..., tuple[Setup, TamperingProxy]], s3_client: Any, bucket: str
 ) -> None:
-    setups: list[Setup] = []
-    hook, fired = compete_before("PutObject", "small.txt", setups)
+    hook, fired = compete_before("PutObject", "small.txt", s3_client, bucket)
     setup, _ = tampered(hook)
-    setups.append(setup)
     setup.origin.put("small.txt", b"the origin's older copy")
     result = setup.engine.copy("small.txt")
     assert fired == ["PutObject"]
@@ -131,12 +127,10 @@ def test_an_object_created_just_before_the_put_survives(
 
 
 def test_an_object_created_just_before_the_multipart_completion_survives(
-    tampered: Callable[..., tuple[Setup, TamperingProxy]],
+    tampered: Callable[..., tuple[Setup, TamperingProxy]], s3_client: Any, bucket: str
 ) -> None:
-    setups: list[Setup] = []
-    hook, fired = compete_before("CompleteMultipartUpload", "big.bin", setups)
+    hook, fired = compete_before("CompleteMultipartUpload", "big.bin", s3_client, bucket)
     setup, _ = tampered(hook)
-    setups.append(setup)
     data = body_of(5 * MiB + 4096, "multipart")
     setup.origin.put("big.bin", data)
     result = setup.engine.copy("big.bin")

@@ -18,8 +18,9 @@ The request is the one botocore would send:
 * it is signed with the client's own credentials (refreshable ones are refreshed);
 * an error answer is parsed by botocore's XML parser into a :class:`ClientError`, which
   :mod:`backorigin.transfer.bucket` maps like every other S3 failure;
-* the CRT retries 5xx answers, throttling and dropped connections, up to five retries with
-  exponential backoff and jitter, as botocore's standard mode does for the other calls.
+* the CRT retries 5xx answers, throttling and dropped connections, up to four retries (five
+  attempts) with exponential backoff and jitter, as botocore's standard mode (five attempts)
+  does for the other calls.
 """
 
 from __future__ import annotations
