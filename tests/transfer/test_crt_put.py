@@ -7,6 +7,8 @@ arrives is compared header by header; the stored objects are compared too.
 from __future__ import annotations
 
 import base64
+import sys
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -172,3 +174,59 @@ def test_a_client_behind_a_proxy_keeps_botocore(
 def test_a_client_configured_with_a_proxy_keeps_botocore() -> None:
     client = aws_client(proxies={"https": "http://proxy.example:3128"})
     assert CrtPutter.for_client(client, "my-bucket") is None
+
+
+@pytest.fixture
+def eager_switching() -> Iterator[None]:
+    """Threads switch as often as the interpreter allows, so that calls interleave on every
+    run rather than only on a busy machine."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_putters_built_on_a_shared_client_leave_its_other_puts_alone(
+    client: Any, proxy: TamperingProxy, bucket: str, s3_client: Any, eager_switching: None
+) -> None:
+    """Copy engines share one client: building a putter must neither answer another thread's
+    PutObject nor let a probe request out, however the threads interleave."""
+    builders, writers, rounds = 12, 12, 3
+    putters: list[CrtPutter | None] = []
+    written: list[str] = []
+    lock = threading.Lock()
+
+    def build(barrier: threading.Barrier) -> None:
+        barrier.wait(timeout=60)
+        putter = CrtPutter.for_client(client, bucket)
+        with lock:
+            putters.append(putter)
+
+    def write(barrier: threading.Barrier, key: str) -> None:
+        barrier.wait(timeout=60)
+        client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        with lock:
+            written.append(key)
+
+    for round_ in range(rounds):
+        barrier = threading.Barrier(builders + writers)
+        threads = [threading.Thread(target=build, args=(barrier,)) for _ in range(builders)]
+        threads += [
+            threading.Thread(target=write, args=(barrier, f"shared/{round_}/{n}.txt"))
+            for n in range(writers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    assert len(putters) == builders * rounds
+    host = urllib.parse.urlsplit(proxy.url).netloc
+    assert {p.address if p else None for p in putters} == {(host, f"/{bucket}/")}
+    assert len(written) == writers * rounds
+    for key in written:
+        assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+        sent(proxy, key)
+    assert not [f.path for f in proxy.forwarded if "backorigin-probe" in f.path]

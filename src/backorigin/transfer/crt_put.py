@@ -30,6 +30,7 @@ __all__ = ["CrtPutter"]
 import os
 import threading
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -71,11 +72,12 @@ class CrtPutter:
         self, client: S3Client, bucket: str, credentials: Any, *, timeout: float = 300.0
     ) -> None:
         self.timeout = timeout
-        url = urlsplit(_put_url(client, bucket))
-        if not url.path.endswith("/" + _PROBE_KEY) or not url.hostname:
+        probe = f"{_PROBE_KEY}-{uuid.uuid4().hex}"
+        url = urlsplit(_put_url(client, bucket, probe))
+        if not url.path.endswith("/" + probe) or not url.hostname:
             raise ValueError(f"cannot tell where botocore sends a PutObject for {bucket!r}")
         self._host = url.netloc.rpartition("@")[2]
-        self._prefix = url.path[: -len(_PROBE_KEY)]
+        self._prefix = url.path[: -len(probe)]
         operation = client.meta.service_model.operation_model(_OPERATION)
         assert operation.input_shape is not None
         assert operation.output_shape is not None
@@ -204,27 +206,35 @@ class CrtPutter:
         )
 
 
-def _put_url(client: S3Client, bucket: str) -> str:
-    """The URL botocore would send a PutObject of :data:`_PROBE_KEY` in ``bucket`` to.
+def _put_url(client: S3Client, bucket: str, probe: str) -> str:
+    """The URL botocore would send a PutObject of ``probe`` (a unique key) in ``bucket`` to.
 
     botocore resolves the endpoint and builds the request, then asks ``before-call``
     handlers for an answer before it sends anything; this one notes the URL and answers, so
-    nothing goes out.
+    nothing goes out. The client may be shared with other threads, which may be putting
+    objects or building putters of their own at the same moment: the handler is registered
+    under a name of its own and answers only the request for ``probe``, letting every other
+    PutObject through untouched.
     """
     seen: list[str] = []
 
-    def answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        seen.append(str(params["url"]))
-        return AWSResponse(params["url"], 200, HTTPHeaders(), None), {}
+    def answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        url = str(params["url"])
+        if urlsplit(url).path.rpartition("/")[2] != probe:
+            return None
+        seen.append(url)
+        return AWSResponse(url, 200, HTTPHeaders(), None), {}
 
     # Typed as returning None in the stubs; botocore takes a before-call answer as the reply.
     events: Any = client.meta.events
-    event = "before-call.s3.PutObject"
-    events.register_first(event, answer, unique_id="backorigin-put-url")
+    event, handler_id = "before-call.s3.PutObject", f"backorigin-put-url-{probe}"
+    events.register_first(event, answer, unique_id=handler_id)
     try:
-        client.put_object(Bucket=bucket, Key=_PROBE_KEY, Body=b"")
+        client.put_object(Bucket=bucket, Key=probe, Body=b"")
     finally:
-        events.unregister(event, unique_id="backorigin-put-url")
+        events.unregister(event, unique_id=handler_id)
+    if len(seen) != 1:
+        raise ValueError(f"cannot tell where botocore sends a PutObject for {bucket!r}")
     return seen[0]
 
 
