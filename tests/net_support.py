@@ -260,7 +260,13 @@ class TamperingProxy(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, upstream: str, tamper: Callable[[str, str, bytes], bytes]) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        tamper: Callable[[str, str, bytes], bytes],
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         target = urllib.parse.urlsplit(upstream)
         assert target.hostname is not None
         assert target.port is not None
@@ -324,10 +330,18 @@ class TamperingProxy(ThreadingHTTPServer):
                 return
 
         super().__init__(("127.0.0.1", 0), Handler)
+        self._tls = tls is not None
+        if tls is not None:
+            # A client that refuses the certificate fails the handshake in accept(); the
+            # server drops that connection (an OSError) and keeps serving.
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:PORT``, or ``https://localhost:PORT`` when it speaks TLS."""
+        if self._tls:
+            return f"https://localhost:{self.server_address[1]}"
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def __enter__(self) -> TamperingProxy:

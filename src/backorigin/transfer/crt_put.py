@@ -87,10 +87,8 @@ class CrtPutter:
         tls_context = None
         if url.scheme == "http":
             tls = crt_s3.S3RequestTlsMode.DISABLED
-        elif os.environ.get("AWS_CA_BUNDLE"):  # the bundle botocore would trust
-            options = crt_io.TlsContextOptions()
-            options.override_default_trust_store_from_path(None, os.environ["AWS_CA_BUNDLE"])
-            tls_context = crt_io.ClientTlsContext(options)
+        else:
+            tls_context = _trust_as_botocore(client)
         config: Any = client.meta.config
         self._client = crt_s3.S3Client(
             region=client.meta.region_name or "us-east-1",
@@ -236,6 +234,28 @@ def _put_url(client: S3Client, bucket: str, probe: str) -> str:
     if len(seen) != 1:
         raise ValueError(f"cannot tell where botocore sends a PutObject for {bucket!r}")
     return seen[0]
+
+
+def _trust_as_botocore(client: S3Client) -> crt_io.ClientTlsContext | None:
+    """The TLS context that verifies servers as ``client`` does; None for the system's trust.
+
+    botocore settles ``verify`` when it makes the client: the ``verify`` argument, else the
+    profile's ``ca_bundle`` or ``AWS_CA_BUNDLE``, else ``REQUESTS_CA_BUNDLE``, else the
+    default trust. ``False`` turns verification off; a path names a bundle file. The
+    settled value is on the client's HTTP session.
+    """
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    verify: object = getattr(session, "_verify", True)
+    if verify is True:
+        return None
+    options = crt_io.TlsContextOptions()
+    if verify is False:
+        options.verify_peer = False
+    elif isinstance(verify, str | os.PathLike):
+        options.override_default_trust_store_from_path(None, os.fspath(verify))
+    else:
+        raise ValueError(f"cannot follow the client's TLS verification setting {verify!r}")
+    return crt_io.ClientTlsContext(options)
 
 
 def _proxied(client: S3Client) -> bool:
