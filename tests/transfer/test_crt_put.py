@@ -260,6 +260,7 @@ def tls_client(endpoint: str, credentials: dict[str, str], verify: bool | str | 
     )
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # verify=False
 @pytest.mark.parametrize("trust", ["verify=ca.pem", "AWS_CA_BUNDLE=ca.pem", "verify=False"])
 def test_over_tls_the_putter_trusts_what_the_client_trusts(
     trust: str,
