@@ -234,8 +234,15 @@ def test_putters_built_on_a_shared_client_leave_its_other_puts_alone(
 
 
 @pytest.fixture
-def tls_proxy(seaweedfs: Any, tmp_path: Path) -> Iterator[tuple[TamperingProxy, Path]]:
-    """A recording proxy to SeaweedFS that speaks TLS with a certificate of a test CA."""
+def tls_proxy(
+    seaweedfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TamperingProxy, Path]]:
+    """A recording proxy to SeaweedFS that speaks TLS with a certificate of a test CA.
+
+    The machine's own CA bundle settings are cleared: each test says what the client trusts.
+    """
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     authority = make_authority(tmp_path / "ca")
     with TamperingProxy(
         seaweedfs.url, lambda method, path, body: body, tls=authority.server_context()
@@ -271,8 +278,6 @@ def test_over_tls_the_putter_trusts_what_the_client_trusts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     proxy, ca_file = tls_proxy
-    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     verify: bool | str | None = None
     if trust == "verify=ca.pem":
         verify = str(ca_file)
@@ -291,15 +296,9 @@ def test_over_tls_the_putter_trusts_what_the_client_trusts(
 
 
 def test_over_tls_a_server_the_client_does_not_trust_is_refused(
-    tls_proxy: tuple[TamperingProxy, Path],
-    bucket: str,
-    s3_client: Any,
-    s3_credentials: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    tls_proxy: tuple[TamperingProxy, Path], bucket: str, s3_client: Any, s3_credentials: Any
 ) -> None:
     proxy, _ = tls_proxy
-    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     client = tls_client(proxy.url, s3_credentials, None)  # the default trust: no test CA
     putter = CrtPutter.for_client(client, bucket)
     assert putter is not None
