@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 HTTP = "src/backorigin/adapters/http.py"
 BUCKET = "src/backorigin/transfer/bucket.py"
+CRT_PUT = "src/backorigin/transfer/crt_put.py"
 KEYS = "src/backorigin/keys.py"
 
 HTTP_TESTS = ("tests/adapters/test_http_adapter.py", "tests/reliability/test_hostile_input.py")
@@ -147,6 +148,20 @@ PLANTS = [
         BUCKET,
         in_function("upload_part", r'["\']?ChecksumCRC32C["\']?\s*[:=]\s*_b64\(crc32c\),?', ""),
         WRITE_TESTS,
+    ),
+    Plant(
+        "probe-answers-every-put",
+        "the CRT putter's URL probe answers any PutObject on the shared client, not only its own",
+        CRT_PUT,
+        in_function("answer", r"\n[ \t]+if urlsplit\(url\)[^\n]*\n[ \t]+return None", ""),
+        ("tests/transfer/test_crt_put.py",),
+    ),
+    Plant(
+        "probe-handler-shared-name",
+        "every URL probe registers its handler under one name (botocore keeps the first only)",
+        CRT_PUT,
+        in_function("_put_url", r'f"backorigin-put-url-\{probe\}"', '"backorigin-put-url"'),
+        ("tests/transfer/test_crt_put.py",),
     ),
     Plant(
         "dot-keys-accepted",
