@@ -14,7 +14,9 @@ so that load on a shared machine hits every kind alike:
   the handler), which shows what the function itself adds;
 * miss cold, signing origin: the same for an origin that signs (HTTP bearer token), signed
   from its adapter's edge recipe, the token read from the environment, or from a Secrets
-  Manager secret on the same moto server (``GetSecretValue`` over SigV4, no boto3).
+  Manager secret on the same moto server (``GetSecretValue`` over SigV4, no boto3);
+* miss cold, GCS service account: the URL signed with the account's RSA key (``cryptography``
+  loads; no google-auth, no token endpoint).
 
 Budgets: primary cold <= 1.2x bare, miss cold <= 2.0x bare (medians; the signing misses are
 held to the miss budget too); warm primary events
@@ -41,6 +43,7 @@ from backorigin.bundling import bundle
 from backorigin.config import load_config
 from backorigin.handlers import lambda_entry, make_edge_handler
 from backorigin.handlers.sqs import SqsClient
+from backorigin.testing.service_account import make_service_account_key
 
 EVENTS = Path(__file__).resolve().parent.parent / "tests" / "events"
 CONFIG = """\
@@ -57,9 +60,14 @@ origins:
     type: http
     base_url: https://vault.example.com/
     auth: {mode: bearer, token: {secret: {aws_secretsmanager: bench-token, key: token}}}
+  - name: private
+    type: gcs
+    bucket: private-media
+    auth: {mode: service_account, credentials: {secret: {env: GCS_SA_KEY}}}
 routes:
   - {prefix: images/, origin: web, fallback: [legacy], rewrite: {strip_prefix: images/}}
   - {prefix: vault/, origin: vault, rewrite: {strip_prefix: vault/}}
+  - {prefix: private/, origin: private, rewrite: {strip_prefix: private/}}
   - {prefix: "", origin: legacy}
 """
 CREDENTIALS = {
@@ -88,7 +96,8 @@ sent = lambda_entry.edge(request, None)
 response["Records"][0]["cf"]["request"] = sent
 assert lambda_entry.edge(response, None)["status"] == "200"
 assert sent["headers"].get("authorization", [{{"value": "Bearer x"}}])[0]["value"] != "Bearer "
-assert not [m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "pydantic", "yaml")]
+heavy = ("boto3", "botocore", "pydantic", "yaml", "google")
+assert not [m for m in sys.modules if m.split(".")[0] in heavy]
 """
 
 
@@ -170,6 +179,7 @@ def main() -> None:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         # Lambda@Edge has no environment variables; here they point the secret at moto.
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": f"http://{host}:{port}",
+        "GCS_SA_KEY": make_service_account_key().json,  # nothing is sent to Google
     }
     try:
         import boto3
@@ -215,6 +225,7 @@ def main() -> None:
                 "miss after the runtime": lambda i: BARE + miss(i, "warmed/"),
                 "miss, signing origin": lambda i: miss(i, "images/"),
                 "miss, signing origin, Secrets Manager": lambda i: miss(i, "vault/"),
+                "miss, GCS service account": lambda i: miss(i, "private/"),
             }
             cold: dict[str, list[float]] = {kind: [] for kind in kinds}
             names = list(kinds)
@@ -283,6 +294,11 @@ def main() -> None:
         (
             "miss cold, signing origin (bearer token from Secrets Manager on moto)",
             statistics.median(cold["miss, signing origin, Secrets Manager"]),
+            2.0,
+        ),
+        (
+            "miss cold, GCS service account (URL signed with its RSA key)",
+            statistics.median(cold["miss, GCS service account"]),
             2.0,
         ),
     ]

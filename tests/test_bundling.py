@@ -142,10 +142,13 @@ def test_edge_needs_depend_on_auth_modes() -> None:
         )
         == core
     )
-    assert "google-auth" in edge_needs(
+    # A service account's URLs are signed with its RSA key: cryptography, not google-auth.
+    service_account = edge_needs(
         "{name: g, type: gcs, bucket: old-media, "
         "auth: {mode: service_account, credentials: {secret: {env: SA}}}}"
     )
+    assert "cryptography" in service_account
+    assert "google-auth" not in service_account
     assert edge_needs("{name: g, type: gcs, bucket: old-media}") == core
 
 
@@ -165,9 +168,9 @@ def test_edge_needs_only_the_origins_cloudfront_reaches_through_it() -> None:
     )
     assert list(deployment_needs(fallback, "edge")) == ["web"]
     assert list(deployment_needs(fallback, "fetcher")) == ["web", "vault"]
-    assert "google-auth" not in names(requirements_for(fallback, "edge"))
+    assert "cryptography" not in names(requirements_for(fallback, "edge"))
     assert "google-cloud-storage" in names(requirements_for(fallback, "fetcher"))
-    assert "google-auth" in names(requirements_for(routed, "edge"))
+    assert "cryptography" in names(requirements_for(routed, "edge"))
 
 
 def test_fetcher_needs_the_sdks_of_its_origins() -> None:

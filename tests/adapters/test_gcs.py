@@ -52,7 +52,13 @@ from google.cloud import storage
 from pydantic import SecretStr
 
 from backorigin.adapters import create_adapter
-from backorigin.adapters.gcs import READ_ONLY_SCOPE, GcsAdapter, V4Signer, canonical_path
+from backorigin.adapters.gcs import (
+    READ_ONLY_SCOPE,
+    GcsAdapter,
+    RsaV4Signer,
+    V4Signer,
+    canonical_path,
+)
 from backorigin.config.origins import GcsOrigin
 from backorigin.config.secrets import SecretResolver
 from backorigin.errors import (
@@ -466,12 +472,6 @@ def put(bucket: Any, key: str, data: bytes, **attributes: Any) -> Any:
     return blob
 
 
-def bearer(request: OriginRequest) -> str:
-    value = request.headers["authorization"]
-    assert value.startswith("Bearer ")
-    return value.removeprefix("Bearer ")
-
-
 def crc32c(data: bytes) -> bytes:
     return int(google_crc32c.value(data)).to_bytes(4, "big")
 
@@ -725,11 +725,23 @@ def test_the_adapter_is_registered_as_gcs() -> None:
     assert isinstance(adapter, GcsAdapter)
 
 
+def public_pem(key: rsa.RSAPrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
 @pytest.fixture(scope="module")
-def strict_gcs(fake_gcs: FakeGcsServer) -> Iterator[StrictGcsProxy]:
+def strict_gcs(fake_gcs: FakeGcsServer, rsa_key: rsa.RSAPrivateKey) -> Iterator[StrictGcsProxy]:
     """Cloud Storage's rules in front of the emulator: no x-amz-* beside x-goog-* headers,
-    GOOG4-HMAC-SHA256 signatures verified."""
-    with StrictGcsProxy(fake_gcs.url, hmac_keys={HMAC_ID: HMAC_SECRET}) as server:
+    GOOG4-HMAC-SHA256 and GOOG4-RSA-SHA256 signatures verified."""
+    with StrictGcsProxy(
+        fake_gcs.url,
+        hmac_keys={HMAC_ID: HMAC_SECRET},
+        rsa_keys={CLIENT_EMAIL: public_pem(rsa_key)},
+    ) as server:
         yield server  # type: ignore[misc]
 
 
@@ -756,17 +768,14 @@ def test_a_signed_edge_request_fetches_the_object_through_cloudfront(
     assert strict_gcs.refused[refused:] == []
     assert response.status == 206
     assert response.data == data[:20]
+    assert "authorization" not in request.headers
     if mode == "anonymous":
-        assert "authorization" not in request.headers
         assert request.querystring == ""
-    elif mode == "service_account":
-        # GAP (fake-gcs-server): the emulator accepts any token; that it is the one minted
-        # from the key at the token endpoint is what is asserted.
-        assert bearer(request) == tokens.issued[-1]
     else:
-        # A signed URL, verified by the strict proxy (the emulator verifies nothing).
-        assert "authorization" not in request.headers
-        assert "X-Goog-Algorithm=GOOG4-HMAC-SHA256" in request.querystring
+        # A signed URL, verified by the strict proxy (the emulator verifies nothing): with
+        # the HMAC key, or with the service account's own RSA key (no token minted).
+        algorithm = "GOOG4-HMAC-SHA256" if mode == "hmac" else "GOOG4-RSA-SHA256"
+        assert f"X-Goog-Algorithm={algorithm}" in request.querystring
         assert "X-Goog-SignedHeaders=host" in request.querystring
 
 
@@ -791,19 +800,69 @@ def test_the_header_form_of_hmac_would_be_refused_behind_cloudfront(
     assert b"ExcessHeaderValues" in response.data
 
 
+@pytest.mark.parametrize("mode", ["hmac", "service_account"])
 def test_a_wrongly_signed_edge_url_is_refused(
+    mode: str,
     make_adapter: MakeAdapter,
+    service_account: ServiceAccount,
     bucket: Any,
     ns: str,
     strict_gcs: StrictGcsProxy,
     via_cloudfront: CloudFrontFetch,
 ) -> None:
     put(bucket, ns + "k", b"k")
-    adapter = make_adapter("hmac", endpoint_url=strict_gcs.url, environ={"HMAC_SECRET": "nope"})
+    if mode == "hmac":
+        environ = {"HMAC_SECRET": "nope"}
+    else:  # the account's e-mail, another key
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        info = json.loads(service_account.json)
+        info["private_key"] = other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        environ = {"GCS_KEY": json.dumps(info)}
+    adapter = make_adapter(mode, endpoint_url=strict_gcs.url, environ=environ)
     request = adapter.sign(OriginRequest("GET", adapter.origin_uri(ns + "k")))
     response = via_cloudfront(adapter.cloudfront_origin(), request)
     assert response.status == 403
     assert b"SignatureDoesNotMatch" in response.data
+
+
+def test_rsa_presign_agrees_with_google_cloud_storages_signed_urls(
+    rsa_key: rsa.RSAPrivateKey, service_account: ServiceAccount
+) -> None:
+    """The service-account form, checked against google-cloud-storage's V4 signed URLs."""
+    from google.oauth2 import service_account as google_service_account
+
+    credentials = google_service_account.Credentials.from_service_account_info(
+        json.loads(service_account.json)
+    )
+    client = storage.Client(project="test-project", credentials=AnonymousCredentials())
+    blob = client.bucket("old-media").blob("a b/été~x/plus+sign")
+    url = blob.generate_signed_url(
+        version="v4",
+        expiration=timedelta(seconds=300),
+        method="GET",
+        credentials=credentials,
+        query_parameters={"v": "1", "response-content-type": "text/plain"},
+    )
+    parts = urllib.parse.urlsplit(url)
+    theirs = urllib.parse.parse_qs(parts.query)
+    stamp = theirs["X-Goog-Date"][0]
+    signer = RsaV4Signer(
+        CLIENT_EMAIL,
+        lambda data: rsa_key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+    )
+    ours = signer.presign(
+        "GET",
+        parts.netloc,
+        parts.path,
+        "v=1&response-content-type=text%2Fplain",
+        expires=300,
+        now=datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC),
+    )
+    assert urllib.parse.parse_qs(ours) == theirs
 
 
 def test_presign_agrees_with_botocore_presigned_urls() -> None:
@@ -850,44 +909,56 @@ def test_the_token_is_minted_at_the_keys_token_uri(
     # google-auth always names Google's token endpoint as the audience, wherever it posts.
     assert claims["aud"] == "https://oauth2.googleapis.com/token"
     assert claims["scope"] == READ_ONLY_SCOPE
-    assert bearer(adapter.sign(EDGE_REQUEST)) == tokens.issued[-1]
+    # Edge requests are signed URLs, signed with the key itself: no token is minted for them.
+    assert "X-Goog-Signature=" in adapter.sign(EDGE_REQUEST).querystring
     assert len(tokens.grants) == before + 1
 
 
+def token_sent(adapter: GcsAdapter, proxy: RecordingProxy, key: str) -> str:
+    """The token a data-plane request (a HEAD of ``key``) carried to the proxy."""
+    start = len(proxy.requests)
+    adapter.head(key)
+    (request,) = proxy.requests[start:]
+    value = request.headers.get("authorization") or ""
+    assert value.startswith("Bearer ")
+    return value.removeprefix("Bearer ")
+
+
 def test_the_token_is_reused_while_valid_and_renewed_when_stale(
-    make_adapter: MakeAdapter, tokens: TokenEndpoint, bucket: Any, ns: str
+    make_adapter: MakeAdapter, tokens: TokenEndpoint, proxy: RecordingProxy, bucket: Any, ns: str
 ) -> None:
     put(bucket, ns + "k", b"k")
-    adapter = make_adapter("service_account")
+    adapter = make_adapter("service_account", endpoint_url=proxy.url)
     before = len(tokens.grants)
     # A token that expires in 60 s is stale on arrival: google-auth renews tokens within its
     # refresh threshold (3 min 45 s) of expiry, so each use mints a new one. This is the
     # "renewed shortly before expiry" path without waiting for a clock.
     tokens.expires_in = 60
-    first = bearer(adapter.sign(EDGE_REQUEST))
-    second = bearer(adapter.sign(EDGE_REQUEST))
+    first = token_sent(adapter, proxy, ns + "k")
+    second = token_sent(adapter, proxy, ns + "k")
     assert tokens.issued[before:] == [first, second]
     assert first != second
-    # A token valid for an hour is minted once (the stale one is replaced) and then reused
-    # by the edge signer and the data plane alike.
+    # A token valid for an hour is minted once (the stale one is replaced) and then reused.
     tokens.expires_in = 3600
-    third = bearer(adapter.sign(EDGE_REQUEST))
+    third = token_sent(adapter, proxy, ns + "k")
     for _ in range(3):
-        assert bearer(adapter.sign(EDGE_REQUEST)) == third
-    adapter.head(ns + "k")
+        assert token_sent(adapter, proxy, ns + "k") == third
     adapter.read_bytes(ns + "k")
     list(adapter.list(ns))
     assert tokens.issued[before:] == [first, second, third]
 
 
 def test_concurrent_callers_share_one_token(
-    make_adapter: MakeAdapter, tokens: TokenEndpoint
+    make_adapter: MakeAdapter, tokens: TokenEndpoint, proxy: RecordingProxy, bucket: Any, ns: str
 ) -> None:
-    adapter = make_adapter("service_account")
+    put(bucket, ns + "k", b"k")
+    adapter = make_adapter("service_account", endpoint_url=proxy.url)
     before = len(tokens.grants)
+    start = len(proxy.requests)
     with ThreadPoolExecutor(8) as pool:
-        seen = set(pool.map(lambda _: bearer(adapter.sign(EDGE_REQUEST)), range(32)))
-    assert len(seen) == 1
+        list(pool.map(lambda _: adapter.head(ns + "k"), range(32)))
+    seen = {r.headers.get("authorization") for r in proxy.requests[start:]}
+    assert seen == {f"Bearer {tokens.issued[-1]}"}
     assert len(tokens.grants) == before + 1
 
 
@@ -916,7 +987,6 @@ def test_data_plane_requests_carry_the_minted_token(
     assert paths[2].endswith("/o")
     token = tokens.issued[-1]
     assert {r.headers.get("authorization") for r in sent} == {f"Bearer {token}"}
-    assert bearer(adapter.sign(EDGE_REQUEST)) == token
 
 
 def test_a_refused_key_is_unauthenticated(
@@ -926,8 +996,8 @@ def test_a_refused_key_is_unauthenticated(
     adapter = make_adapter("service_account")
     with pytest.raises(Unauthenticated):
         adapter.head(ns + "k")
-    with pytest.raises(Unauthenticated):
-        adapter.sign(EDGE_REQUEST)
+    # The edge's signed URL needs no token: the key alone signs it.
+    assert "X-Goog-Signature=" in adapter.sign(EDGE_REQUEST).querystring
 
 
 @pytest.mark.parametrize(
@@ -1247,7 +1317,7 @@ def test_importing_and_edge_signing_stay_light(
     assert report["import"] == []
     assert report["hmac"].startswith("X-Goog-Algorithm=GOOG4-HMAC-SHA256&")
     assert report["hmac_loaded"] == []
-    assert report["service_account"] == "Bearer"
+    assert report["service_account"].startswith("X-Goog-Algorithm=GOOG4-RSA-SHA256&")
     assert not [m for m in report["service_account_loaded"] if m.startswith("google.cloud")]
 
 

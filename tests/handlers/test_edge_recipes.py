@@ -10,29 +10,34 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
 import urllib3
 from moto.server import ThreadedMotoServer
 
-from backorigin.adapters import EDGE_SIGNING_KINDS, create_adapter
+from backorigin.adapters import EDGE_SIGNING_KINDS, create_adapter, register_adapter
+from backorigin.adapters.http import HttpAdapter
 from backorigin.bundling import edge_plan
 from backorigin.config import SecretResolver, load_config
+from backorigin.config.origins import HttpOrigin
 from backorigin.errors import BackoriginError, Unauthenticated
 from backorigin.handlers import make_edge_handler
 from backorigin.handlers.edge_secrets import EdgeSecrets, EdgeSecretUnavailable
 from backorigin.handlers.edge_signing import KINDS, EdgeSigner
 from backorigin.local.cloudfront import add_origin_request_headers
+from backorigin.plugins import adapter_plugins
 from backorigin.testing.http_origin import HttpOriginServer
 from backorigin.testing.servers import AZURITE_ACCOUNT, AZURITE_KEY
+from backorigin.testing.service_account import make_service_account_key
 from backorigin.testing.strict import StrictGcsProxy
 from backorigin.types import OriginRequest
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 FIXED = 1_796_500_000.75  # 2026-12-06, with a fraction: both sides must drop it alike
 ACCOUNT_KEY = base64.b64encode(b"an account key of thirty-two b.").decode()
+SERVICE_ACCOUNT = make_service_account_key()
 ENV = {
     "PW": "s3cr:et pässword",
     "TOKEN": "tok-123",
@@ -45,6 +50,7 @@ ENV = {
     "CONN_NONE": "AccountName=other;EndpointSuffix=core.windows.net",
     "HMAC_ID": "GOOG1RECIPETEST",
     "HMAC_SECRET": "recipe-secret",
+    "SA_KEY": SERVICE_ACCOUNT.json,
 }
 ORIGINS = {
     "http-basic": "{type: http, base_url: 'https://h.example/b/', prefix: 'p/', "
@@ -74,6 +80,8 @@ ORIGINS = {
     "gcs-hmac-endpoint": "{type: gcs, bucket: old, endpoint_url: 'http://127.0.0.1:4443', "
     "auth: {mode: hmac, access_id: {secret: {env: HMAC_ID}}, "
     "secret: {secret: {env: HMAC_SECRET}}}}",
+    "gcs-service-account": "{type: gcs, bucket: old-media, prefix: 'legacy/', "
+    "auth: {mode: service_account, credentials: {secret: {env: SA_KEY}}}}",
 }
 REQUESTS = [
     OriginRequest("GET", "/p/cat%20photo.jpg", "", {"host": "h", "range": "bytes=0-9"}),
@@ -177,16 +185,38 @@ def test_a_bad_account_key_is_refused_by_both() -> None:
     assert str(ours.value) == str(theirs.value)
 
 
+class RecipelessOrigin(HttpOrigin):
+    type: Literal["recipeless"]  # type: ignore[assignment]
+
+
+class RecipelessAdapter(HttpAdapter):
+    """An adapter that signs (HTTP's way) but declares no edge recipe."""
+
+    config_model = RecipelessOrigin  # type: ignore[assignment]
+
+    @classmethod
+    def edge_recipe(cls, config: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def recipeless() -> Iterator[None]:
+    register_adapter("recipeless", RecipelessAdapter)
+    yield
+    adapter_plugins.unregister("recipeless")
+
+
+@pytest.mark.usefixtures("recipeless")
 def test_modes_without_a_recipe_stay_on_the_adapters_path() -> None:
     config = load_config("""\
 bucket: {name: media-new, region: eu-west-1}
 origins:
-  - {name: sa, type: gcs, bucket: bkt, auth: {mode: service_account,
-     credentials: {secret: {env: SA}}}}
+  - {name: own, type: recipeless, base_url: 'https://h.example/',
+     auth: {mode: bearer, token: {secret: {env: TOKEN}}}}
   - {name: anon, type: azure, account_url: 'https://a.blob.core.windows.net', container: cont}
 """)
     origins = edge_plan(config)["origins"]
-    assert (origins["sa"]["lean"], origins["sa"]["signing"]) == (False, None)
+    assert (origins["own"]["lean"], origins["own"]["signing"]) == (False, None)
     assert (origins["anon"]["lean"], origins["anon"]["signing"]) == (True, None)
 
 
@@ -356,7 +386,8 @@ routes:
     assert replay(event, request).status == 403
 
 
-def test_cloud_storage_accepts_the_recipes_signed_url(fake_gcs: Any) -> None:
+@pytest.mark.parametrize("mode", ["hmac", "service_account"])
+def test_cloud_storage_accepts_the_recipes_signed_url(fake_gcs: Any, mode: str) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -365,24 +396,34 @@ def test_cloud_storage_accepts_the_recipes_signed_url(fake_gcs: Any) -> None:
         credentials=AnonymousCredentials(),
         client_options={"api_endpoint": fake_gcs.url},
     )
-    client.create_bucket("edge-recipe")
-    client.bucket("edge-recipe").blob("legacy/img/cat photo.jpg").upload_from_string(b"o" * 300)
-    keys = {"GOOG1RECIPE": "recipe-hmac-secret"}
-    with StrictGcsProxy(fake_gcs.url, hmac_keys=keys) as proxy:
+    bucket = client.bucket(f"edge-recipe-{mode.replace('_', '-')}")
+    bucket.create()
+    bucket.blob("legacy/img/cat photo.jpg").upload_from_string(b"o" * 300)
+    if mode == "hmac":
+        auth = "{mode: hmac, access_id: {secret: {env: ID}}, secret: {secret: {env: S}}}"
+        env = {"ID": "GOOG1RECIPE", "S": "recipe-hmac-secret"}
+    else:
+        auth = "{mode: service_account, credentials: {secret: {env: SA_KEY}}}"
+        env = {"SA_KEY": SERVICE_ACCOUNT.json}
+    with StrictGcsProxy(
+        fake_gcs.url,
+        hmac_keys={"GOOG1RECIPE": "recipe-hmac-secret"},
+        rsa_keys={SERVICE_ACCOUNT.email: SERVICE_ACCOUNT.public_pem},
+    ) as proxy:
         event, request = miss(
             f"""\
 bucket: {{name: media-new, region: us-east-1}}
 origins:
   - name: old
     type: gcs
-    bucket: edge-recipe
+    bucket: {bucket.name}
     endpoint_url: "{proxy.url}"
     prefix: legacy/
-    auth: {{mode: hmac, access_id: {{secret: {{env: ID}}}}, secret: {{secret: {{env: S}}}}}}
+    auth: {auth}
 routes:
   - {{prefix: images/, origin: old, rewrite: {{strip_prefix: images/, add_prefix: img/}}}}
 """,
-            {"ID": "GOOG1RECIPE", "S": "recipe-hmac-secret"},
+            env,
         )
         response = replay(event, request)
         assert proxy.refused == []

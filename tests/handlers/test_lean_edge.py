@@ -4,8 +4,8 @@ A request to the S3 primary loads no pydantic, YAML, config models, CloudFront r
 miss on an origin reached without signing routes from the baked plan and sends its copy job to
 SQS (moto's server) without boto3; a miss on an origin that signs from its adapter's edge
 recipe (a bearer token from the environment or from Secrets Manager, an Azure SAS made from
-an account key) loads no config models, adapter or SDK either, only the rules on which headers
-it must leave alone.
+an account key, a GCS URL signed with a service account's key) loads no config models,
+adapter or SDK either, only the rules on which headers it must leave alone.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from backorigin.bundling import bundle
 from backorigin.config import load_config
+from backorigin.testing.service_account import make_service_account_key
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 CONFIG = """\
@@ -42,13 +43,19 @@ origins:
     account_url: https://acct.blob.core.windows.net
     container: cont
     auth: {mode: account_key, account_key: {secret: {env: AZURE_ACCOUNT_KEY}}}
+  - name: private
+    type: gcs
+    bucket: private-media
+    auth: {mode: service_account, credentials: {secret: {env: GCS_SA_KEY}}}
 routes:
   - {prefix: images/, origin: web, fallback: [legacy]}
   - {prefix: vault/, origin: vault}
   - {prefix: blob/, origin: blob}
+  - {prefix: private/, origin: private}
   - {prefix: "", origin: legacy}
 """
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+SERVICE_ACCOUNT_KEY = make_service_account_key("lean@test.iam.gserviceaccount.com").json
 HEAVY = ("pydantic", "pydantic_core", "yaml", "boto3", "botocore", "urllib3", "google", "azure")
 
 SCRIPT = """
@@ -98,6 +105,11 @@ if QUEUE:
     sent = lambda_entry.edge(blob, None)
     report["blob"] = [sent["origin"]["custom"]["domainName"], sent["querystring"]]
     report["after_blob"] = loaded()
+    private = event("origin-request-secondary")
+    private["Records"][0]["cf"]["request"]["uri"] = "/private/a.jpg"
+    sent = lambda_entry.edge(private, None)
+    report["private"] = [sent["origin"]["custom"]["path"], sent["querystring"]]
+    report["after_private"] = loaded()
 print(json.dumps(report))
 """
 
@@ -156,6 +168,7 @@ def run(edge_bundle: Path, queue: str | None, endpoint: str = "") -> dict[str, o
         **CREDENTIALS,
         "OLD_SITE_TOKEN": "lean-test-token",
         "AZURE_ACCOUNT_KEY": "bGVhbi10ZXN0LWFjY291bnQta2V5",
+        "GCS_SA_KEY": SERVICE_ACCOUNT_KEY,
         "PATH": "/usr/bin:/bin",
         "AWS_REGION": "eu-west-1",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
@@ -200,3 +213,10 @@ def test_a_miss_enqueues_to_sqs_without_boto3(edge_bundle: Path, sqs: SimpleName
     assert "sig=" in query
     assert "sp=r" in query
     assert report["after_blob"] == ["backorigin.cloudfront_rules"]
+    # A GCS service account signs its URL with its RSA key (cryptography): no google-auth,
+    # no token endpoint, no config models.
+    path, query = report["private"]  # type: ignore[misc]
+    assert path == "/private-media"
+    assert "X-Goog-Algorithm=GOOG4-RSA-SHA256" in query
+    assert "X-Goog-Signature=" in query
+    assert report["after_private"] == ["backorigin.cloudfront_rules"]

@@ -22,7 +22,16 @@ BUILT_IN = sorted(
 # Auth modes in which the edge reaches an origin with the contract's defaults.
 UNSIGNED = {"anonymous", "none"}
 # Auth modes the built-in adapters sign at the edge from a recipe (no adapter needed).
-RECIPES = {"basic", "bearer", "headers", "sas", "account_key", "connection_string", "hmac"}
+RECIPES = {
+    "basic",
+    "bearer",
+    "headers",
+    "sas",
+    "account_key",
+    "connection_string",
+    "hmac",
+    "service_account",  # with a key (validation refuses one without at the edge)
+}
 
 ROUTED = """\
 bucket: {name: media-new, region: eu-west-1}

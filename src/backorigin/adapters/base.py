@@ -54,7 +54,7 @@ from backorigin.types import (
 ConfigT = TypeVar("ConfigT", bound=OriginConfig)
 _CHUNK_SIZE = 256 * 1024  # chunks an iterated GetResult yields, unless the adapter says
 
-EDGE_SIGNING_KINDS = frozenset({"headers", "azure_sas", "gcs_hmac"})
+EDGE_SIGNING_KINDS = frozenset({"headers", "azure_sas", "gcs_hmac", "gcs_rsa"})
 """The kinds of edge signing recipe the edge function applies without adapters
 (:mod:`backorigin.handlers.edge_signing` documents each one's fields)."""
 

@@ -334,9 +334,10 @@ class GcsAnonymousAuth(AuthMode):
 class GcsServiceAccountAuth(AuthMode):
     """A service account key (JSON) from a secret; Application Default Credentials without one.
 
-    With ``credentials``: works in the copy path and at the edge (the edge function mints an
-    OAuth access token from the key through google-auth, caches it until shortly before it
-    expires and sends ``Authorization: Bearer``). Without: Application Default Credentials,
+    With ``credentials``: works in the copy path (an OAuth access token minted from the key
+    through google-auth, cached until shortly before it expires, sent as ``Authorization:
+    Bearer``) and at the edge (a ``GOOG4-RSA-SHA256`` signed URL, signed with the key
+    itself: no token endpoint is called there). Without: Application Default Credentials,
     which exist only in the copy path (a machine or workload identity), never in
     Lambda@Edge, so an origin CloudFront reaches is rejected by validation.
     """

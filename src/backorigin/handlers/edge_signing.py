@@ -1,4 +1,5 @@
-"""Signing at the edge from a recipe in the edge plan, with the standard library alone.
+"""Signing at the edge from a recipe in the edge plan, with the standard library (and, for an
+RSA key, ``cryptography``).
 
 An adapter may declare, at bundle time, how its origin requests are signed
 (:meth:`backorigin.adapters.OriginAdapter.edge_recipe`): plain JSON data whose secrets are
@@ -26,6 +27,11 @@ Recipe kinds (:data:`backorigin.types.EDGE_SIGNING_KINDS`):
     ``GOOG4-HMAC-SHA256`` signed URL (the signature in the query string, only ``host``
     signed), as :meth:`backorigin.adapters.gcs.signing.V4Signer.presign`; ``x-goog-*``,
     ``x-amz-*`` and ``authorization`` headers are dropped.
+``gcs_rsa``
+    ``{"kind": "gcs_rsa", "key": REF, "host", "path", "expires"}``: the same URL signed
+    ``GOOG4-RSA-SHA256`` with a service account's key (REF holds the key's JSON), as
+    :meth:`backorigin.adapters.gcs.signing.RsaV4Signer.presign`. The one kind that needs a
+    package beyond the standard library: ``cryptography``, for the RSA signature.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class EdgeSigner:
         self.recipe = recipe
         self._resolve = resolve
         self._now = now
+        self._loaded_key: tuple[str, str, Callable[[bytes], bytes]] | None = None
         kind = recipe.get("kind")
         signer = _KINDS.get(kind) if isinstance(kind, str) else None
         if signer is None:
@@ -224,22 +231,52 @@ class EdgeSigner:
     def _gcs_hmac(
         self, method: str, uri: str, query: str, headers: dict[str, str]
     ) -> tuple[str, str, dict[str, str]]:
+        access_id = self._resolve(self.recipe["access_id"])
+        secret = self._resolve(self.recipe["secret"])
+
+        def sign(day: str, to_sign: bytes) -> bytes:
+            key = _sha256_hmac(f"GOOG4{secret}".encode(), day)
+            for part in ("auto", "storage", "goog4_request"):
+                key = _sha256_hmac(key, part)
+            return hmac.new(key, to_sign, hashlib.sha256).digest()
+
+        return self._gcs_signed_url(
+            "GOOG4-HMAC-SHA256", access_id, sign, method, uri, query, headers
+        )
+
+    def _gcs_rsa(
+        self, method: str, uri: str, query: str, headers: dict[str, str]
+    ) -> tuple[str, str, dict[str, str]]:
+        email, key = self._service_account_key(self.recipe["key"])
+        return self._gcs_signed_url(
+            "GOOG4-RSA-SHA256", email, lambda _, to_sign: key(to_sign), method, uri, query, headers
+        )
+
+    def _gcs_signed_url(
+        self,
+        algorithm: str,
+        credential_id: str,
+        sign: Callable[[str, bytes], bytes],
+        method: str,
+        uri: str,
+        query: str,
+        headers: dict[str, str],
+    ) -> tuple[str, str, dict[str, str]]:
+        """A V4 signed URL (only ``host`` signed); ``sign(day, string_to_sign)`` signs it."""
         recipe = self.recipe
         kept = {
             name: value
             for name, value in headers.items()
             if not name.startswith(_GCS_DROPPED_PREFIXES) and name != "authorization"
         }
-        access_id = self._resolve(recipe["access_id"])
-        secret = self._resolve(recipe["secret"])
         uri = _gcs_path(uri)
         expires = int(recipe["expires"])
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._now()))
         day = stamp[:8]
         scope = f"{day}/auto/storage/goog4_request"
         params = [
-            ("X-Goog-Algorithm", "GOOG4-HMAC-SHA256"),
-            ("X-Goog-Credential", f"{access_id}/{scope}"),
+            ("X-Goog-Algorithm", algorithm),
+            ("X-Goog-Credential", f"{credential_id}/{scope}"),
             ("X-Goog-Date", stamp),
             ("X-Goog-Expires", str(expires)),
             ("X-Goog-SignedHeaders", "host"),
@@ -257,18 +294,22 @@ class EdgeSigner:
             )
         )
         to_sign = "\n".join(
-            (
-                "GOOG4-HMAC-SHA256",
-                stamp,
-                scope,
-                hashlib.sha256(canonical.encode()).hexdigest(),
-            )
+            (algorithm, stamp, scope, hashlib.sha256(canonical.encode()).hexdigest())
         )
-        signing_key = _sha256_hmac(f"GOOG4{secret}".encode(), day)
-        for part in ("auto", "storage", "goog4_request"):
-            signing_key = _sha256_hmac(signing_key, part)
-        signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = sign(day, to_sign.encode()).hex()
         return uri, f"{full}&X-Goog-Signature={signature}", kept
+
+    def _service_account_key(self, ref: Mapping[str, Any]) -> tuple[str, Callable[[bytes], bytes]]:
+        """The account's e-mail and a signer with its private key, loaded once per key text.
+
+        The secret is read through the resolver (and its cache) on every call, so a rotated
+        key takes effect when the cache lets it; parsing the PEM key is what is kept.
+        """
+        text = self._resolve(ref)
+        loaded = self._loaded_key
+        if loaded is None or loaded[0] != text:
+            loaded = self._loaded_key = (text, *_load_service_account_key(text, ref))
+        return loaded[1], loaded[2]
 
 
 _KINDS: dict[
@@ -278,6 +319,7 @@ _KINDS: dict[
     "headers": EdgeSigner._headers,
     "azure_sas": EdgeSigner._azure_sas,
     "gcs_hmac": EdgeSigner._gcs_hmac,
+    "gcs_rsa": EdgeSigner._gcs_rsa,
 }
 KINDS = frozenset(_KINDS)
 """The recipe kinds this runtime applies."""
@@ -327,3 +369,43 @@ def _gcs_query(query: str) -> str:
             name, _, value = part.partition("=")
             pairs.append((_gcs_encode(unquote(name)), _gcs_encode(unquote(value))))
     return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
+def _load_service_account_key(
+    text: str, ref: Mapping[str, Any]
+) -> tuple[str, Callable[[bytes], bytes]]:
+    """``client_email`` and an RSASSA-PKCS1-v1_5/SHA-256 signer from a key's JSON.
+
+    Refused as the adapter refuses it (:class:`~backorigin.errors.Unauthenticated`, the
+    secret named, never its content).
+    """
+    import json
+
+    from backorigin.handlers.edge_secrets import describe
+
+    where = describe(ref)
+    try:
+        info = json.loads(text)
+    except ValueError:
+        raise Unauthenticated(f"the service account key in {where} is not JSON") from None
+    if not isinstance(info, dict):
+        raise Unauthenticated(f"the service account key in {where} is not an object")
+    email, pem = info.get("client_email"), info.get("private_key")
+    if not isinstance(email, str) or not isinstance(pem, str):
+        raise Unauthenticated(f"the service account key in {where} is unusable (KeyError)")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise Unauthenticated(
+            f"the service account key in {where} is unusable ({type(exc).__name__})"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise Unauthenticated(f"the service account key in {where} is unusable (not RSA)")
+
+    def sign(message: bytes) -> bytes:
+        return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+
+    return email, sign

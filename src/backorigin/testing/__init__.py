@@ -5,6 +5,8 @@
   with fault hooks (needs ``backorigin[local]``);
 * :mod:`backorigin.testing.strict` — :class:`StrictS3Proxy` and :class:`StrictGcsProxy`,
   proxies that put back rules of S3 and Cloud Storage the emulators skip (standard library);
+* :mod:`backorigin.testing.service_account` — throwaway GCS service account keys (needs
+  ``cryptography``);
 * :mod:`backorigin.testing.conformance` — :class:`AdapterConformance`, the pytest suite every
   adapter runs (needs pytest).
 

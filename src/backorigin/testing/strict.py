@@ -64,6 +64,7 @@ from backorigin._servers import Service
 
 _AWS4 = "AWS4-HMAC-SHA256"
 _GOOG4 = "GOOG4-HMAC-SHA256"
+_GOOG4_RSA = "GOOG4-RSA-SHA256"
 # Hop-by-hop headers a proxy must not forward (RFC 9110, section 7.6.1).
 _HOP_BY_HOP = frozenset(
     {
@@ -154,8 +155,8 @@ def _canonical_query(query: str, *, without: str | None = None) -> str:
     return "&".join(f"{k}={v}" for k, v in encoded)
 
 
-def _goog4_signature(
-    secret: str,
+def _goog4_string_to_sign(
+    algorithm: str,
     method: str,
     path: str,
     canonical_query: str,
@@ -172,12 +173,29 @@ def _goog4_signature(
         [method, path, canonical_query, canonical_headers, ";".join(signed_names), payload]
     )
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    to_sign = "\n".join([_GOOG4, stamp, scope, digest])
+    return "\n".join([algorithm, stamp, scope, digest])
+
+
+def _goog4_hmac_signature(secret: str, to_sign: str, scope: str) -> str:
     key = hmac.new(f"GOOG4{secret}".encode(), scope.split("/")[0].encode(), hashlib.sha256)
     derived = key.digest()
     for part in scope.split("/")[1:]:
         derived = hmac.new(derived, part.encode(), hashlib.sha256).digest()
     return hmac.new(derived, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def _goog4_rsa_verifies(public_key_pem: str, to_sign: str, signature: str) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = serialization.load_pem_public_key(public_key_pem.encode())
+    assert isinstance(key, rsa.RSAPublicKey)
+    try:
+        key.verify(bytes.fromhex(signature), to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def goog4_problem(
@@ -186,9 +204,13 @@ def goog4_problem(
     headers: Mapping[str, str],
     keys: Mapping[str, str],
     *,
+    rsa_keys: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> tuple[int, str, str] | None:
-    """Why Cloud Storage would refuse a ``GOOG4-HMAC-SHA256`` request, or None if it would not.
+    """Why Cloud Storage would refuse a V4-signed request, or None if it would not.
+
+    ``GOOG4-HMAC-SHA256`` is checked with ``keys``; a ``GOOG4-RSA-SHA256`` signed URL (a
+    service account's) with ``rsa_keys``.
 
     Checks the signature (header form: ``Authorization``; query form: ``X-Goog-Algorithm``,
     ``X-Goog-Credential``, ``X-Goog-Date``, ``X-Goog-Expires``, ``X-Goog-SignedHeaders``,
@@ -200,6 +222,7 @@ def goog4_problem(
         target: The request target as sent (path and query, percent-encoded).
         headers: The request's headers, ``host`` included.
         keys: HMAC secrets by access id.
+        rsa_keys: Service accounts' public keys (PEM) by e-mail address.
         now: The time to check expiry against (default: now).
 
     Returns:
@@ -216,7 +239,7 @@ def goog4_problem(
         stamp = lowered.get("x-goog-date", "")
         canonical_query = _canonical_query(query)
         payload = lowered.get("x-goog-content-sha256", "UNSIGNED-PAYLOAD")
-    elif params.get("X-Goog-Algorithm") == _GOOG4:
+    elif params.get("X-Goog-Algorithm") in (_GOOG4, _GOOG4_RSA):
         credential = params.get("X-Goog-Credential", "")
         signed = params.get("X-Goog-SignedHeaders", "")
         signature = params.get("X-Goog-Signature", "")
@@ -241,11 +264,9 @@ def goog4_problem(
     )
     if missing:
         return 400, "MissingSecurityHeader", f"Unsigned x-goog headers: {', '.join(missing)}."
-    secret = keys.get(access_id)
-    if secret is None:
-        return 403, "InvalidAccessKeyId", "The access id is not known."
-    expected = _goog4_signature(
-        secret,
+    algorithm = params.get("X-Goog-Algorithm", _GOOG4) if fields is None else _GOOG4
+    to_sign = _goog4_string_to_sign(
+        algorithm,
         method,
         path,
         canonical_query,
@@ -255,7 +276,17 @@ def goog4_problem(
         stamp,
         scope,
     )
-    if not hmac.compare_digest(expected, signature):
+    if algorithm == _GOOG4_RSA:
+        public_key = (rsa_keys or {}).get(access_id)
+        if public_key is None:
+            return 403, "InvalidAccessKeyId", "The service account is not known."
+        if not _goog4_rsa_verifies(public_key, to_sign, signature):
+            return 403, "SignatureDoesNotMatch", "The request signature does not match."
+        return None
+    secret = keys.get(access_id)
+    if secret is None:
+        return 403, "InvalidAccessKeyId", "The access id is not known."
+    if not hmac.compare_digest(_goog4_hmac_signature(secret, to_sign, scope), signature):
         return 403, "SignatureDoesNotMatch", "The request signature does not match."
     return None
 
@@ -459,19 +490,28 @@ class StrictS3Proxy(StrictProxy):
 class StrictGcsProxy(StrictProxy):
     """Refuses what Cloud Storage's XML API refuses and fake-gcs-server lets through.
 
-    Always: a request with both ``x-amz-*`` and ``x-goog-*`` headers. With ``hmac_keys``:
-    a ``GOOG4-HMAC-SHA256`` request (either form) whose signature does not verify, that has
-    expired, or that carries ``x-goog-*`` headers it did not sign. The upstream's own
-    ``Host`` is sent, since fake-gcs-server routes path-style XML requests on it.
+    Always: a request with both ``x-amz-*`` and ``x-goog-*`` headers. With ``hmac_keys``
+    or ``rsa_keys``: a V4-signed request (``GOOG4-HMAC-SHA256`` in either form, or a
+    ``GOOG4-RSA-SHA256`` signed URL) whose signature does not verify, that has expired, or
+    that carries ``x-goog-*`` headers it did not sign. The upstream's own ``Host`` is sent,
+    since fake-gcs-server routes path-style XML requests on it.
 
     Args:
         upstream: fake-gcs-server's base URL.
         hmac_keys: HMAC secrets by access id, to verify signatures with.
+        rsa_keys: Service accounts' public keys (PEM) by e-mail address.
     """
 
-    def __init__(self, upstream: str, *, hmac_keys: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        hmac_keys: Mapping[str, str] | None = None,
+        rsa_keys: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(upstream, rewrite_host=True)
         self.hmac_keys = dict(hmac_keys or {})
+        self.rsa_keys = dict(rsa_keys or {})
 
     def check(self, method: str, target: str, headers: Mapping[str, str]) -> Refusal | None:
         if mixed_header_families(headers):
@@ -482,8 +522,8 @@ class StrictGcsProxy(StrictProxy):
                 "ExcessHeaderValues",
                 "Requests cannot specify both x-amz and x-goog headers.",
             )
-        if self.hmac_keys:
-            problem = goog4_problem(method, target, headers, self.hmac_keys)
+        if self.hmac_keys or self.rsa_keys:
+            problem = goog4_problem(method, target, headers, self.hmac_keys, rsa_keys=self.rsa_keys)
             if problem is not None:
                 return Refusal(method, target, *problem)
         return None

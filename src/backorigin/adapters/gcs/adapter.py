@@ -22,8 +22,8 @@ Retries happen only inside the SDK's own machinery: google-cloud-storage's
 exceptions are translated into :mod:`backorigin.errors` by
 :func:`backorigin.adapters.gcs.errors.origin_error`, and nowhere else.
 
-Importing this module imports no SDK: the edge function loads it, and ``sign`` needs at most
-google-auth (service_account) or nothing but the standard library (hmac).
+Importing this module imports no SDK. At the edge, the function signs from the adapter's
+recipe (:meth:`GcsAdapter.edge_recipe`) and never loads this module.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from backorigin.adapters.base import (
 from backorigin.adapters.gcs.api import JsonApi, XmlApi, host_header
 from backorigin.adapters.gcs.credentials import ServiceAccountTokens
 from backorigin.adapters.gcs.errors import translated, translating
-from backorigin.adapters.gcs.signing import V4Signer, canonical_path
+from backorigin.adapters.gcs.signing import RsaV4Signer, V4Signer, canonical_path
 from backorigin.adapters.read import RawGet
 from backorigin.config.origins import (
     GcsHmacAuth,
@@ -83,8 +83,9 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
     Where each auth mode works:
 
     * ``anonymous``: copy path and edge (requests go out unsigned);
-    * ``service_account`` with a key: copy path and edge (``Authorization: Bearer``, the
-      token minted from the key by google-auth and cached until shortly before expiry);
+    * ``service_account`` with a key: copy path (``Authorization: Bearer``, the token
+      minted from the key by google-auth and cached until shortly before expiry) and edge
+      (a ``GOOG4-RSA-SHA256`` signed URL, signed with the key: no token to mint there);
       without a key (Application Default Credentials): copy path only;
     * ``hmac``: copy path (``GOOG4-HMAC-SHA256`` signed headers, XML API) and edge (the
       same signature in the query string: a signed URL, no ``x-goog-*`` header).
@@ -105,36 +106,38 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
 
     @classmethod
     def deployment(cls, config: GcsOrigin, role: FunctionRole) -> DeploymentNeeds:
-        """The ``gcs`` extra for the fetcher; at the edge, google-auth for a service account.
+        """The ``gcs`` extra for the fetcher; at the edge, ``cryptography`` for a service account.
 
-        The edge signs HMAC requests with the standard library and sends anonymous ones
-        as they are; only minting a service account's token needs google-auth there.
+        The edge signs HMAC URLs with the standard library and sends anonymous requests as
+        they are; a service account's URLs are signed with its RSA key, which takes
+        ``cryptography``.
         """
         if role == "fetcher":
             return DeploymentNeeds(packages=extra_requirements("gcs"))
         if isinstance(config.auth, GcsServiceAccountAuth):
-            return DeploymentNeeds(packages=extra_requirements("gcs", "google-auth"))
+            return DeploymentNeeds(packages=extra_requirements("gcs", "cryptography"))
         return DeploymentNeeds()
 
     @classmethod
     def edge_recipe(cls, config: GcsOrigin) -> Mapping[str, Any] | None:
-        """``hmac``: the signed URL (``gcs_hmac``), on the standard library as here.
+        """The signed URL of :meth:`sign`: ``gcs_hmac`` or ``gcs_rsa`` (a service account key).
 
-        ``service_account`` has none: minting its token means an RS256-signed JWT, which
-        needs a crypto library (google-auth), so it signs through :meth:`sign`.
+        Neither needs the config models, the adapter or an SDK at the edge: HMAC is the
+        standard library's, and the RSA signature is ``cryptography``'s.
         """
         auth = config.auth
-        if not isinstance(auth, GcsHmacAuth):
-            return None
         spec = cls(config, secrets=SecretResolver(environ={})).cloudfront_origin()
-        return {
-            "kind": "gcs_hmac",
-            "access_id": secret_reference(auth.access_id),
-            "secret": secret_reference(auth.secret),
-            "host": host_header(spec),
-            "path": spec.path,
-            "expires": cls.EDGE_URL_SECONDS,
-        }
+        where = {"host": host_header(spec), "path": spec.path, "expires": cls.EDGE_URL_SECONDS}
+        if isinstance(auth, GcsHmacAuth):
+            return {
+                "kind": "gcs_hmac",
+                "access_id": secret_reference(auth.access_id),
+                "secret": secret_reference(auth.secret),
+                **where,
+            }
+        if isinstance(auth, GcsServiceAccountAuth) and auth.credentials is not None:
+            return {"kind": "gcs_rsa", "key": secret_reference(auth.credentials), **where}
+        return None
 
     def __init__(
         self,
@@ -236,12 +239,14 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
         an ``x-goog-*`` header, and the viewer's own ``x-goog-*`` / ``x-amz-*`` headers (and
         ``authorization``) are dropped; the returned headers are the whole set to send.
 
-        anonymous: nothing added. service_account: ``Authorization: Bearer <token>``.
-        hmac: a signed URL: the ``GOOG4-HMAC-SHA256`` signature goes in the query string
-        (:meth:`V4Signer.presign`, ``host`` signed, valid for :attr:`EDGE_URL_SECONDS`),
-        where the header form would have needed ``x-goog-date`` and
-        ``x-goog-content-sha256``. The URI is returned in the canonical encoding that was
-        signed, so what CloudFront sends is exactly what was signed.
+        anonymous: nothing added. hmac and service_account with a key: a signed URL, the
+        signature in the query string, ``host`` signed, valid for :attr:`EDGE_URL_SECONDS`:
+        ``GOOG4-HMAC-SHA256`` (:meth:`V4Signer.presign`; the header form would have needed
+        ``x-goog-date`` and ``x-goog-content-sha256``) or ``GOOG4-RSA-SHA256`` signed with
+        the account's key (:meth:`RsaV4Signer.presign`; no access token to mint). The URI is
+        returned in the canonical encoding that was signed, so what CloudFront sends is
+        exactly what was signed. service_account without a key (copy path only):
+        ``Authorization: Bearer <token>``.
         """
         kept = {
             name: value
@@ -250,13 +255,13 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
         }
         request = replace(request, headers=MappingProxyType(kept))
         auth = self.config.auth
-        if isinstance(auth, GcsServiceAccountAuth):
+        if isinstance(auth, GcsServiceAccountAuth) and auth.credentials is None:
             token = self._tokens().token(f"signing for origin {self.name!r}")
             return request.with_headers({"authorization": f"Bearer {token}"})
-        if isinstance(auth, GcsHmacAuth):
+        if isinstance(auth, GcsServiceAccountAuth | GcsHmacAuth):
             spec = self.cloudfront_origin()
             uri = canonical_path(request.uri)
-            query = self._signer().presign(
+            query = self._url_signer().presign(
                 request.method,
                 host_header(spec),
                 spec.path + uri,
@@ -392,6 +397,13 @@ class GcsAdapter(OriginAdapter[GcsOrigin]):
             access_id=self.secrets.resolve(auth.access_id).get_secret_value(),
             secret=self.secrets.resolve(auth.secret),
         )
+
+    def _url_signer(self) -> V4Signer | RsaV4Signer:
+        """The signer of edge URLs: the HMAC key's, or the service account key's."""
+        if isinstance(self.config.auth, GcsHmacAuth):
+            return self._signer()
+        credentials, _ = self._tokens().credentials()
+        return RsaV4Signer(credentials.service_account_email, credentials.sign_bytes)
 
 
 def _nothing() -> None:

@@ -1,18 +1,20 @@
-"""Request signing for Cloud Storage's XML API: ``GOOG4-HMAC-SHA256`` with an HMAC key.
+"""Request signing for Cloud Storage's XML API: ``GOOG4-HMAC-SHA256`` with an HMAC key, and
+signed URLs with a service account's RSA key (``GOOG4-RSA-SHA256``).
 
-The standard library is all it needs, so the edge function signs with it without any SDK.
+HMAC signing needs only the standard library; the RSA signature itself is the caller's
+(google-auth's signer here, the ``cryptography`` package at the edge).
 """
 
 from __future__ import annotations
 
-__all__ = ["UNSIGNED_PAYLOAD", "V4Signer", "canonical_path", "canonical_query"]
+__all__ = ["UNSIGNED_PAYLOAD", "RsaV4Signer", "V4Signer", "canonical_path", "canonical_query"]
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import quote, unquote
 
 from pydantic import SecretStr
@@ -201,38 +203,108 @@ class V4Signer:
         Returns:
             The query string to send (``query``'s pairs, then the signature's).
         """
-        if not 1 <= expires <= 604800:
-            raise ValueError("expires must be 1 to 604800 seconds")
         moment = (now or datetime.now(UTC)).astimezone(UTC)
-        stamp = moment.strftime("%Y%m%dT%H%M%SZ")
-        name = "X-Goog-" if self.scheme == "GOOG4" else "X-Amz-"
-        scope = self.scope(stamp[:8])
-        params = [
-            (f"{name}Algorithm", self.algorithm),
-            (f"{name}Credential", f"{self.access_id}/{scope}"),
-            (f"{name}Date", stamp),
-            (f"{name}Expires", str(expires)),
-            (f"{name}SignedHeaders", "host"),
-        ]
-        added = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in params)
-        full = f"{query}&{added}" if query else added
-        lines = [
-            method.upper(),
-            canonical_path(path),
-            canonical_query(full),
-            f"host:{host}\n",
-            "host",
-            UNSIGNED_PAYLOAD,
-        ]
-        string_to_sign = "\n".join(
-            [
-                self.algorithm,
-                stamp,
-                scope,
-                hashlib.sha256("\n".join(lines).encode()).hexdigest(),
-            ]
+        day = moment.strftime("%Y%m%d")
+        key = self.signing_key(day)
+        return _presigned(
+            method,
+            host,
+            path,
+            query,
+            algorithm=self.algorithm,
+            credential=f"{self.access_id}/{self.scope(day)}",
+            param_prefix="X-Goog-" if self.scheme == "GOOG4" else "X-Amz-",
+            expires=expires,
+            moment=moment,
+            sign=lambda text: hmac.new(key, text, hashlib.sha256).digest(),
         )
-        signature = hmac.new(
-            self.signing_key(stamp[:8]), string_to_sign.encode(), hashlib.sha256
-        ).hexdigest()
-        return f"{full}&{name}Signature={signature}"
+
+
+@dataclass(frozen=True, slots=True)
+class RsaV4Signer:
+    """Signs URLs with a service account's RSA key: ``GOOG4-RSA-SHA256``.
+
+    Google's V4 signed URL with a service account key: the canonical request and string to
+    sign of :meth:`V4Signer.presign`, signed with RSASSA-PKCS1-v1_5 and SHA-256 instead of
+    an HMAC chain, the credential naming the service account's e-mail address.
+
+    Attributes:
+        email: The service account's e-mail address (``client_email`` in its key).
+        sign: Signs bytes with the account's private key (PKCS#1 v1.5, SHA-256).
+    """
+
+    email: str
+    sign: Callable[[bytes], bytes] = field(repr=False)
+
+    algorithm: ClassVar[str] = "GOOG4-RSA-SHA256"
+
+    def presign(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        query: str = "",
+        *,
+        expires: int = 300,
+        now: datetime | None = None,
+    ) -> str:
+        """The query string of a signed URL; arguments as :meth:`V4Signer.presign`."""
+        moment = (now or datetime.now(UTC)).astimezone(UTC)
+        return _presigned(
+            method,
+            host,
+            path,
+            query,
+            algorithm=self.algorithm,
+            credential=f"{self.email}/{moment.strftime('%Y%m%d')}/auto/storage/goog4_request",
+            param_prefix="X-Goog-",
+            expires=expires,
+            moment=moment,
+            sign=self.sign,
+        )
+
+
+def _presigned(
+    method: str,
+    host: str,
+    path: str,
+    query: str,
+    *,
+    algorithm: str,
+    credential: str,
+    param_prefix: str,
+    expires: int,
+    moment: datetime,
+    sign: Callable[[bytes], bytes],
+) -> str:
+    """``query`` plus the parameters of a V4 signed URL, the signature hex-encoded last.
+
+    Only ``host`` is signed and the payload is ``UNSIGNED-PAYLOAD``; ``sign`` turns the
+    string to sign into the signature (an HMAC or an RSA signature).
+    """
+    if not 1 <= expires <= 604800:
+        raise ValueError("expires must be 1 to 604800 seconds")
+    stamp = moment.strftime("%Y%m%dT%H%M%SZ")
+    params = [
+        (f"{param_prefix}Algorithm", algorithm),
+        (f"{param_prefix}Credential", credential),
+        (f"{param_prefix}Date", stamp),
+        (f"{param_prefix}Expires", str(expires)),
+        (f"{param_prefix}SignedHeaders", "host"),
+    ]
+    added = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in params)
+    full = f"{query}&{added}" if query else added
+    lines = [
+        method.upper(),
+        canonical_path(path),
+        canonical_query(full),
+        f"host:{host}\n",
+        "host",
+        UNSIGNED_PAYLOAD,
+    ]
+    scope = credential.partition("/")[2]
+    string_to_sign = "\n".join(
+        [algorithm, stamp, scope, hashlib.sha256("\n".join(lines).encode()).hexdigest()]
+    )
+    signature = sign(string_to_sign.encode()).hex()
+    return f"{full}&{param_prefix}Signature={signature}"
