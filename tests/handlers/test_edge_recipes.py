@@ -199,6 +199,53 @@ class RecipelessAdapter(HttpAdapter):
         return None
 
 
+def inconsistent_key(text: str) -> str:
+    """The key file ``text`` with a wrong private exponent (CRT parts derived from it): it
+    loads when the consistency check is skipped, and its signatures do not verify."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    info = json.loads(text)
+    key = serialization.load_pem_private_key(info["private_key"].encode(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    numbers = key.private_numbers()
+    d = numbers.d + 2
+    broken = rsa.RSAPrivateNumbers(
+        numbers.p,
+        numbers.q,
+        d,
+        d % (numbers.p - 1),
+        d % (numbers.q - 1),
+        numbers.iqmp,
+        numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    info["private_key"] = broken.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return json.dumps(info)
+
+
+@pytest.mark.parametrize("key_text", ["not json", "[1]", '{"client_email": "a@b"}', "inconsistent"])
+def test_a_bad_service_account_key_is_refused_by_both(key_text: str) -> None:
+    if key_text == "inconsistent":
+        key_text = inconsistent_key(SERVICE_ACCOUNT.json)
+    config = config_of("gcs-service-account")
+    bad = {**ENV, "SA_KEY": key_text}
+    adapter = create_adapter(config.origins[0], secrets=SecretResolver(environ=bad))
+    recipe = edge_plan(config)["origins"]["old"]["signing"]
+    signer = EdgeSigner(recipe, EdgeSecrets(environ=bad))
+    request = REQUESTS[0]
+    with pytest.raises(Unauthenticated) as theirs:
+        adapter.sign(request)
+    with pytest.raises(Unauthenticated) as ours:
+        signer.sign(request.method, request.uri, request.querystring, request.headers)
+    for refused in (theirs.value, ours.value):
+        assert "the service account key in" in str(refused)
+    assert str(ours.value).split(" (")[0] == str(theirs.value).split(" (")[0]
+
+
 @pytest.fixture
 def recipeless() -> Iterator[None]:
     register_adapter("recipeless", RecipelessAdapter)
