@@ -41,6 +41,7 @@ from awscrt import io as crt_io
 from awscrt import s3 as crt_s3
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError, HTTPClientError
+from botocore.httpsession import get_cert_path
 from botocore.parsers import create_parser
 from s3transfer.crt import BotocoreCRTCredentialsWrapper
 
@@ -236,18 +237,18 @@ def _put_url(client: S3Client, bucket: str, probe: str) -> str:
     return seen[0]
 
 
-def _trust_as_botocore(client: S3Client) -> crt_io.ClientTlsContext | None:
-    """The TLS context that verifies servers as ``client`` does; None for the system's trust.
+def _trust_as_botocore(client: S3Client) -> crt_io.ClientTlsContext:
+    """The TLS context that verifies servers exactly as ``client`` does.
 
     botocore settles ``verify`` when it makes the client: the ``verify`` argument, else the
-    profile's ``ca_bundle`` or ``AWS_CA_BUNDLE``, else ``REQUESTS_CA_BUNDLE``, else the
-    default trust. ``False`` turns verification off; a path names a bundle file. The
-    settled value is on the client's HTTP session.
+    profile's ``ca_bundle`` or ``AWS_CA_BUNDLE``, else ``REQUESTS_CA_BUNDLE``, else ``True``;
+    the settled value is on the client's HTTP session. ``True`` means botocore's default
+    bundle (certifi's, when installed), not the system's store: the CRT is given that same
+    file, so a machine whose system store lacks a CA botocore trusts (a minimal container)
+    puts through the CRT as it would through botocore. ``False`` turns verification off.
     """
     session = getattr(getattr(client, "_endpoint", None), "http_session", None)
-    verify: object = getattr(session, "_verify", True)
-    if verify is True:
-        return None
+    verify: object = get_cert_path(getattr(session, "_verify", True))
     options = crt_io.TlsContextOptions()
     if verify is False:
         options.verify_peer = False
