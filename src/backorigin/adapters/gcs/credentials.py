@@ -1,8 +1,9 @@
 """Service-account credentials of the GCS adapter: the key from a secret reference (or
 Application Default Credentials) and the access tokens minted from it.
 
-One token is shared by the data plane and the edge signer and minted again only when
-google-auth deems it stale, under a lock, so concurrent callers never mint twice.
+One token is shared by every data-plane request and minted again only when google-auth
+deems it stale, under a lock, so concurrent callers never mint twice. The same credentials
+sign the edge's URLs with the key (``sign_bytes``), which needs no token.
 """
 
 from __future__ import annotations
