@@ -104,6 +104,10 @@ class Setup:
     environ: dict[str, str]
 
 
+SetupFor = Callable[..., Setup]
+"""The ``setup_for`` fixture: ``setup_for(legacy, extra="")`` -> :class:`Setup`."""
+
+
 def make_setup(
     legacy: Legacy,
     bucket: str,

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-from reconcile_helpers import Legacy, Setup, gcs_origin, make_setup, s3_origin
+from reconcile_helpers import Legacy, Setup, SetupFor, gcs_origin, s3_origin
 
 from backorigin.handlers import make_fetcher_handler
 from backorigin.prewarm import (
@@ -41,16 +41,9 @@ APP = b"written by the application"
 
 
 @pytest.fixture
-def gcs(
-    fake_gcs: Any,
-    bucket: str,
-    seaweedfs: Any,
-    s3_client: Any,
-    s3_credentials: dict[str, str],
-    tmp_path: Path,
-) -> tuple[Legacy, Setup]:
+def gcs(fake_gcs: Any, setup_for: SetupFor) -> tuple[Legacy, Setup]:
     legacy = gcs_origin(fake_gcs)
-    return legacy, make_setup(legacy, bucket, seaweedfs, s3_client, s3_credentials, tmp_path)
+    return legacy, setup_for(legacy)
 
 
 def body(s3: Any, bucket: str, key: str) -> bytes:
@@ -124,23 +117,9 @@ def test_the_engine_replaces_only_a_copy_it_made(
 
 @pytest.mark.parametrize("right_etag", [False, True])
 def test_a_multipart_refresh_completes_only_over_the_examined_copy(
-    s3_legacy: Legacy,
-    bucket: str,
-    seaweedfs: Any,
-    s3_client: Any,
-    s3_credentials: dict[str, str],
-    tmp_path: Path,
-    right_etag: bool,
+    s3_legacy: Legacy, setup_for: SetupFor, s3_client: Any, bucket: str, right_etag: bool
 ) -> None:
-    setup = make_setup(
-        s3_legacy,
-        bucket,
-        seaweedfs,
-        s3_client,
-        s3_credentials,
-        tmp_path,
-        "copy: {part_size: 5MiB}\n",
-    )
+    setup = setup_for(s3_legacy, "copy: {part_size: 5MiB}\n")
     size = 5 * 1024 * 1024 + 1000  # two parts
     s3_legacy.put("big.bin", b"1" * size)
     assert setup.engine.copy("big.bin").outcome is CopyOutcome.COPIED
@@ -268,18 +247,13 @@ def test_an_http_origin_is_checked_from_a_keys_file(
 
 
 def test_a_key_another_copier_holds_is_copied_once_its_lease_expires(
-    fake_gcs: Any,
-    bucket: str,
-    seaweedfs: Any,
-    s3_client: Any,
-    s3_credentials: dict[str, str],
-    tmp_path: Path,
+    fake_gcs: Any, setup_for: SetupFor, s3_client: Any, bucket: str
 ) -> None:
     legacy = gcs_origin(fake_gcs)
     # Only a copy of more than one part takes a lease: 6 MiB is two parts of 5 MiB. Held
     # keys are tried every 2 s for 2 x 8 s + 5 s.
     extra = "copy: {part_size: 5MiB, lease_ttl: 8s}\n"
-    setup = make_setup(legacy, bucket, seaweedfs, s3_client, s3_credentials, tmp_path, extra)
+    setup = setup_for(legacy, extra)
     legacy.put("held/big.bin", b"b" * (6 * 1024 * 1024))
     legacy.put("held/small.txt", b"small")
     # A copier that died holding the lease of held/big.bin; it expires when the test says so.

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-from reconcile_helpers import Legacy, Setup, gcs_origin, make_setup
+from reconcile_helpers import Legacy, Setup, gcs_origin
 
 from backorigin.bundling import bundle
 from backorigin.prewarm.scheduled import RECONCILER_METRICS, SAFETY_SECONDS, make_reconciler
@@ -57,18 +57,6 @@ def queue(sqs_server: str, bucket: str) -> SimpleNamespace:
 @pytest.fixture
 def legacy(fake_gcs: Any) -> Legacy:
     return gcs_origin(fake_gcs)
-
-
-@pytest.fixture
-def setup(
-    legacy: Legacy,
-    bucket: str,
-    seaweedfs: Any,
-    s3_client: Any,
-    s3_credentials: dict[str, str],
-    tmp_path: Path,
-) -> Setup:
-    return make_setup(legacy, bucket, seaweedfs, s3_client, s3_credentials, tmp_path)
 
 
 def prepare(legacy: Legacy, setup: Setup) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reconcile_helpers import Legacy, Setup
+from reconcile_helpers import Legacy, Setup, SetupFor
 
 from backorigin.transfer import CopyOutcome
 
@@ -96,19 +96,14 @@ def test_status_exits_2_when_an_origin_cannot_be_listed(
 
 
 def test_reconcile_through_the_queue(
-    fake_gcs: Any,
-    bucket: str,
-    seaweedfs: Any,
-    s3_client: Any,
-    s3_credentials: dict[str, str],
-    tmp_path: Path,
+    fake_gcs: Any, setup_for: SetupFor, s3_client: Any, bucket: str
 ) -> None:
     import boto3
     from moto.server import ThreadedMotoServer
-    from reconcile_helpers import gcs_origin, make_setup
+    from reconcile_helpers import gcs_origin
 
     legacy = gcs_origin(fake_gcs)
-    setup = make_setup(legacy, bucket, seaweedfs, s3_client, s3_credentials, tmp_path)
+    setup = setup_for(legacy)
     legacy.put("stale", b"one")
     assert setup.engine.copy("stale").outcome is CopyOutcome.COPIED
     legacy.put("stale", b"two, longer")

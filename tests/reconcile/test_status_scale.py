@@ -10,11 +10,10 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from reconcile_helpers import Legacy, make_setup, s3_origin
+from reconcile_helpers import Legacy, SetupFor, s3_origin
 
 from backorigin.config import load_config
 from backorigin.prewarm import Entry, OrderedWalk, State, Survey
@@ -109,16 +108,11 @@ def test_the_merge_holds_one_entry_per_listing_whatever_the_object_count(
 
 
 def test_candidates_cost_a_head_and_the_rest_none(
-    s3_legacy: Legacy,
-    bucket: str,
-    seaweedfs: Any,
-    s3_client: Any,
-    s3_credentials: dict[str, str],
-    tmp_path: Path,
+    s3_legacy: Legacy, setup_for: SetupFor, s3_client: Any, bucket: str
 ) -> None:
     # Origin and bucket on the same S3 server: one clock and one time resolution, so an
     # object copied after its last change is not in doubt however quickly the test runs.
-    setup = make_setup(s3_legacy, bucket, seaweedfs, s3_client, s3_credentials, tmp_path)
+    setup = setup_for(s3_legacy)
     for name in ("same", "resized", "app-only"):
         s3_legacy.put(name, b"origin")
     for name in ("same", "resized"):
