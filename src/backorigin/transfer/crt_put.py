@@ -15,7 +15,8 @@ The request is the one botocore would send:
   botocore prepares but does not send, once), so virtual-hosted or path-style addressing,
   custom endpoints, FIPS and dual-stack endpoints follow the client's configuration;
 * its headers are named by botocore's service model for the PutObject parameters given;
-* it is signed with the client's own credentials (refreshable ones are refreshed);
+* it is signed with the client's own credentials (refreshable ones are refreshed), and the
+  server's certificate is checked against the bundle botocore checks it against;
 * an error answer is parsed by botocore's XML parser into a :class:`ClientError`, which
   :mod:`backorigin.transfer.bucket` maps like every other S3 failure;
 * the CRT retries 5xx answers, throttling and dropped connections, up to four retries (five
@@ -84,21 +85,16 @@ class CrtPutter:
         assert operation.output_shape is not None
         self._input, self._output = operation.input_shape, operation.output_shape
         self._parser = create_parser("rest-xml")
-        tls = crt_s3.S3RequestTlsMode.ENABLED
-        tls_context = None
-        if url.scheme == "http":
-            tls = crt_s3.S3RequestTlsMode.DISABLED
-        else:
-            tls_context = _trust_as_botocore(client)
+        tls = url.scheme != "http"
         config: Any = client.meta.config
         self._client = crt_s3.S3Client(
             region=client.meta.region_name or "us-east-1",
             credential_provider=BotocoreCRTCredentialsWrapper(
                 credentials
             ).to_crt_credentials_provider(),
-            tls_mode=tls,
+            tls_mode=crt_s3.S3RequestTlsMode.ENABLED if tls else crt_s3.S3RequestTlsMode.DISABLED,
             tls_connection_options=(
-                tls_context.new_connection_options() if tls_context is not None else None
+                _trust_as_botocore(client).new_connection_options() if tls else None
             ),
             max_active_connections_override=int(config.max_pool_connections or 10),
             connect_timeout_ms=int(float(config.connect_timeout or 60) * 1000),
